@@ -1,0 +1,393 @@
+//! Owned byte storage with a stable address.
+//!
+//! A [`Buffer`] never moves or reallocates its bytes: the address handed out with an id stays valid
+//! until the buffer is dropped, which happens when the last id (or [`BufferRef`]) over it goes away.
+//! An empty buffer has a null pointer; nothing ever hands out a dangling non-null pointer.
+
+use std::alloc::{self, Layout};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::stats::Counters;
+
+/// Largest buffer ferry creates or adopts: 1 TiB. Anything larger is [`Error::TooLarge`]; the bound
+/// keeps every length well inside what Go's `unsafe.Slice` and C's `ptrdiff_t` accept.
+pub const MAX_LEN: usize = 1 << 40;
+
+/// Byte poured over adopted memory before it is handed back in guard mode (see [`set_guard_mode`]).
+pub const POISON: u8 = 0xA5;
+
+static GUARD_MODE: AtomicBool = AtomicBool::new(false);
+
+/// Turns guard mode on or off for buffers created from now on.
+///
+/// In guard mode ferry allocates each zeroed or copied buffer with its own `mmap`, and when the last
+/// id over it is released the pages are made inaccessible (`PROT_NONE`) and never reused, so a view
+/// used after release faults at once instead of reading recycled memory. Adopted memory cannot be
+/// protected (ferry does not own its pages): it is overwritten with [`POISON`] before it is handed
+/// back. Guard mode leaks address space by design; it is for debugging (Go's `ferrydebug` tag).
+pub fn set_guard_mode(on: bool) {
+    GUARD_MODE.store(on, Ordering::SeqCst);
+}
+
+/// Reports whether guard mode is on.
+pub fn guard_mode() -> bool {
+    GUARD_MODE.load(Ordering::Relaxed)
+}
+
+/// Where a buffer's bytes came from, and so how they go back.
+enum Storage {
+    /// Length 0: no memory at all.
+    Empty,
+    /// Allocated by ferry with the global allocator, `Layout::array::<u8>(len)`.
+    Heap,
+    /// An adopted `Vec<u8>`: the bytes go back through `Vec::from_raw_parts(ptr, len, cap)`.
+    Vec { cap: usize },
+    /// Guard mode: a private anonymous mapping of `map_len` bytes, protected (not unmapped) on drop.
+    Guarded { map_len: usize },
+    /// Memory that belongs to someone else; the closure hands it back and runs exactly once.
+    Foreign(Option<Box<dyn FnOnce() + Send>>),
+}
+
+/// Owned bytes at a stable address, shared by `Arc`.
+///
+/// Writers and readers outside Rust (Go, C) reach the bytes through the raw pointer; Rust code reads
+/// them through [`BufferRef::as_bytes`]. Like any shared memory, a write that races a read is the
+/// writer's bug: ferry hands out the address, it does not arbitrate access to the bytes.
+pub struct Buffer {
+    ptr: *mut u8,
+    len: usize,
+    storage: Storage,
+    counters: &'static Counters,
+}
+
+// SAFETY: the buffer exclusively owns its allocation (or the foreign owner promised it stays valid
+// until the release closure runs, and that closure is `Send`); the raw pointer is just an address.
+unsafe impl Send for Buffer {}
+// SAFETY: `&Buffer` only exposes the address and length; byte access goes through `BufferRef`, whose
+// contract (no concurrent foreign writes while reading) is documented above.
+unsafe impl Sync for Buffer {}
+
+impl Buffer {
+    fn empty(counters: &'static Counters) -> Buffer {
+        Buffer { ptr: ptr::null_mut(), len: 0, storage: Storage::Empty, counters }
+    }
+
+    /// A zeroed buffer of `len` bytes. Counts against the live-byte limit in `counters`.
+    pub(crate) fn zeroed(len: usize, counters: &'static Counters) -> Result<Buffer, Error> {
+        if len == 0 {
+            return Ok(Buffer::empty(counters));
+        }
+        check_len(len)?;
+        counters.reserve(len)?;
+        let made = if guard_mode() { guarded(len) } else { heap_zeroed(len) };
+        match made {
+            Some((ptr, storage)) => Ok(Buffer { ptr, len, storage, counters }),
+            None => {
+                counters.unreserve(len);
+                Err(Error::AllocFailed)
+            }
+        }
+    }
+
+    /// A buffer holding a copy of `src`.
+    pub(crate) fn copied(src: &[u8], counters: &'static Counters) -> Result<Buffer, Error> {
+        if src.is_empty() {
+            return Ok(Buffer::empty(counters));
+        }
+        check_len(src.len())?;
+        counters.reserve(src.len())?;
+        let made = if guard_mode() { guarded(src.len()) } else { heap_uninit(src.len()) };
+        match made {
+            Some((ptr, storage)) => {
+                // SAFETY: `ptr` is a fresh allocation of `src.len()` bytes that cannot overlap `src`.
+                unsafe { ptr::copy_nonoverlapping(src.as_ptr(), ptr, src.len()) };
+                Ok(Buffer { ptr, len: src.len(), storage, counters })
+            }
+            None => {
+                counters.unreserve(src.len());
+                Err(Error::AllocFailed)
+            }
+        }
+    }
+
+    /// Adopts a `Vec<u8>` without copying. On error the vector is dropped.
+    pub(crate) fn from_vec(v: Vec<u8>, counters: &'static Counters) -> Result<Buffer, Error> {
+        if v.is_empty() {
+            return Ok(Buffer::empty(counters));
+        }
+        check_len(v.len())?;
+        counters.reserve(v.len())?;
+        let mut v = std::mem::ManuallyDrop::new(v);
+        let (ptr, len, cap) = (v.as_mut_ptr(), v.len(), v.capacity());
+        Ok(Buffer { ptr, len, storage: Storage::Vec { cap }, counters })
+    }
+
+    /// Adopts foreign memory; `release` runs once when the buffer is dropped.
+    ///
+    /// On error `release` is dropped without being called: the caller still owns the memory.
+    ///
+    /// # Safety
+    /// `ptr` must be valid for reads and writes of `len` bytes (or anything if `len` is 0) until
+    /// `release` runs, and nothing else may free it before then.
+    pub(crate) unsafe fn foreign(
+        ptr: *mut u8,
+        len: usize,
+        release: Box<dyn FnOnce() + Send>,
+        counters: &'static Counters,
+    ) -> Result<Buffer, Error> {
+        check_len(len)?;
+        counters.reserve(len)?;
+        let ptr = if len == 0 { ptr::null_mut() } else { ptr };
+        Ok(Buffer { ptr, len, storage: Storage::Foreign(Some(release)), counters })
+    }
+
+    /// The first byte, or null when the buffer is empty.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// The length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Reports whether the buffer holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let (ptr, len) = (self.ptr, self.len);
+        match std::mem::replace(&mut self.storage, Storage::Empty) {
+            Storage::Empty => {}
+            Storage::Heap => {
+                // SAFETY: `ptr` came from `alloc`/`alloc_zeroed` with exactly this layout (see heap_*).
+                unsafe { alloc::dealloc(ptr, Layout::array::<u8>(len).expect("checked at creation")) }
+            }
+            Storage::Vec { cap } => {
+                if guard_mode() {
+                    // SAFETY: we own the vector's `len` initialised bytes until it is rebuilt below.
+                    unsafe { ptr::write_bytes(ptr, POISON, len) };
+                }
+                // SAFETY: these are the raw parts taken from a live Vec<u8> in `from_vec`, untouched since.
+                drop(unsafe { Vec::from_raw_parts(ptr, len, cap) });
+            }
+            Storage::Guarded { map_len } => unguard(ptr, map_len),
+            Storage::Foreign(release) => {
+                if guard_mode() && len > 0 {
+                    // SAFETY: the foreign owner promised `len` writable bytes until `release` runs.
+                    unsafe { ptr::write_bytes(ptr, POISON, len) };
+                }
+                if let Some(release) = release {
+                    release();
+                }
+            }
+        }
+        self.counters.unreserve(len);
+    }
+}
+
+fn check_len(len: usize) -> Result<(), Error> {
+    if len > MAX_LEN {
+        Err(Error::TooLarge)
+    } else {
+        Ok(())
+    }
+}
+
+fn heap_zeroed(len: usize) -> Option<(*mut u8, Storage)> {
+    let layout = Layout::array::<u8>(len).ok()?;
+    // SAFETY: `len > 0`, so the layout has a non-zero size.
+    let p = unsafe { alloc::alloc_zeroed(layout) };
+    (!p.is_null()).then_some((p, Storage::Heap))
+}
+
+fn heap_uninit(len: usize) -> Option<(*mut u8, Storage)> {
+    let layout = Layout::array::<u8>(len).ok()?;
+    // SAFETY: `len > 0`, so the layout has a non-zero size; the caller initialises every byte.
+    let p = unsafe { alloc::alloc(layout) };
+    (!p.is_null()).then_some((p, Storage::Heap))
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
+
+/// Guard mode: a fresh zero-filled mapping rounded up to whole pages.
+fn guarded(len: usize) -> Option<(*mut u8, Storage)> {
+    let page = page_size();
+    let map_len = len.checked_add(page - 1)? / page * page;
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no memory we own.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            map_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    Some((p.cast(), Storage::Guarded { map_len }))
+}
+
+/// Guard mode release: give the pages back to the kernel, then make the range fault on any access.
+/// The range stays reserved forever so no later allocation can land there.
+fn unguard(ptr: *mut u8, map_len: usize) {
+    // SAFETY: `ptr..ptr+map_len` is the mapping made in `guarded`, and no Rust reference points into it
+    // any more (the last owner is being dropped).
+    unsafe {
+        libc::madvise(ptr.cast(), map_len, libc::MADV_DONTNEED);
+        libc::mprotect(ptr.cast(), map_len, libc::PROT_NONE);
+    }
+}
+
+/// A counted reference to a range of a buffer, for Rust code that works on the bytes (a worker
+/// hashing a buffer, say). It keeps the memory alive on its own: the bytes stay valid while the
+/// `BufferRef` lives, even after every id over them is released.
+#[derive(Clone)]
+pub struct BufferRef {
+    pub(crate) buf: Arc<Buffer>,
+    pub(crate) off: usize,
+    pub(crate) len: usize,
+}
+
+impl BufferRef {
+    /// The first byte of the range, or null when the range is empty.
+    pub fn as_ptr(&self) -> *mut u8 {
+        if self.len == 0 {
+            ptr::null_mut()
+        } else {
+            // SAFETY: `off + len <= buf.len()` is an invariant of every BufferRef, so this stays in bounds.
+            unsafe { self.buf.as_ptr().add(self.off) }
+        }
+    }
+
+    /// The length of the range in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Reports whether the range is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes of the range. Writers outside Rust must not write them while this borrow lives.
+    pub fn as_bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the range is in bounds and initialised, and `self.buf` keeps it alive for the borrow.
+        unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
+    }
+
+    /// A reference to a sub-range, checked like [`crate::Table::slice`].
+    pub fn slice(&self, off: usize, len: usize) -> Result<BufferRef, Error> {
+        let end = off.checked_add(len).ok_or(Error::Overflow)?;
+        if end > self.len {
+            return Err(Error::OutOfRange);
+        }
+        Ok(BufferRef { buf: self.buf.clone(), off: self.off + off, len })
+    }
+}
+
+impl std::fmt::Debug for BufferRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufferRef").field("ptr", &self.as_ptr()).field("len", &self.len).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Counters;
+
+    fn counters() -> &'static Counters {
+        Box::leak(Box::new(Counters::new()))
+    }
+
+    #[test]
+    fn empty_buffers_have_a_null_pointer() {
+        let c = counters();
+        for b in [
+            Buffer::zeroed(0, c).unwrap(),
+            Buffer::copied(&[], c).unwrap(),
+            Buffer::from_vec(Vec::with_capacity(16), c).unwrap(),
+        ] {
+            assert!(b.as_ptr().is_null());
+            assert_eq!(b.len(), 0);
+        }
+    }
+
+    #[test]
+    fn zeroed_and_copied_hold_the_right_bytes() {
+        let c = counters();
+        let z = Buffer::zeroed(1000, c).unwrap();
+        let r = BufferRef { buf: Arc::new(z), off: 0, len: 1000 };
+        assert!(r.as_bytes().iter().all(|&b| b == 0));
+        let cp = Buffer::copied(b"hello", c).unwrap();
+        let r = BufferRef { buf: Arc::new(cp), off: 1, len: 3 };
+        assert_eq!(r.as_bytes(), b"ell");
+        assert_eq!(r.slice(1, 2).unwrap().as_bytes(), b"ll");
+        assert_eq!(r.slice(2, 2).unwrap_err(), Error::OutOfRange);
+        assert_eq!(r.slice(usize::MAX, 2).unwrap_err(), Error::Overflow);
+    }
+
+    #[test]
+    fn too_large_is_refused_before_allocating() {
+        let c = counters();
+        assert_eq!(Buffer::zeroed(MAX_LEN + 1, c).err(), Some(Error::TooLarge));
+        assert_eq!(c.snapshot().live_bytes, 0);
+    }
+
+    #[test]
+    fn vec_is_adopted_without_copy() {
+        let c = counters();
+        let v = vec![7u8; 300];
+        let p = v.as_ptr();
+        let b = Buffer::from_vec(v, c).unwrap();
+        assert_eq!(b.as_ptr() as *const u8, p);
+        assert_eq!(c.snapshot().live_bytes, 300);
+        drop(b);
+        assert_eq!(c.snapshot().live_bytes, 0);
+    }
+
+    #[test]
+    fn foreign_release_runs_once_on_drop() {
+        use std::sync::atomic::AtomicUsize;
+        static RELEASED: AtomicUsize = AtomicUsize::new(0);
+        let c = counters();
+        let mut mem = vec![1u8; 64];
+        // SAFETY: `mem` outlives the buffer, which is dropped below.
+        let b = unsafe {
+            Buffer::foreign(
+                mem.as_mut_ptr(),
+                64,
+                Box::new(|| {
+                    RELEASED.fetch_add(1, Ordering::SeqCst);
+                }),
+                c,
+            )
+        }
+        .unwrap();
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 0);
+        drop(b);
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 1);
+        drop(mem);
+    }
+}
