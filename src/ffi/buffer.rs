@@ -179,7 +179,12 @@ pub extern "C" fn ferry_buffer_share(id: u64, view_out: *mut FerryView) -> Ferry
 /// The caller owns the new id; the memory lives until it and every other id over it are released.
 /// Errors: INVALID_HANDLE, NULL_POINTER, OVERFLOW (`offset + len` wraps), OUT_OF_RANGE.
 #[no_mangle]
-pub extern "C" fn ferry_buffer_slice(id: u64, offset: usize, len: usize, view_out: *mut FerryView) -> FerryStatus {
+pub extern "C" fn ferry_buffer_slice(
+    id: u64,
+    offset: usize,
+    len: usize,
+    view_out: *mut FerryView,
+) -> FerryStatus {
     run("ferry_buffer_slice", || {
         let out = nonnull_mut(view_out)?;
         write_view(out, Table::global().slice(id, offset, len)?);
@@ -223,7 +228,11 @@ pub extern "C" fn ferry_buffer_release(id: u64) -> FerryStatus {
 /// `ids` may be NULL when `n` is 0. Returns OK when every id was valid, INVALID_HANDLE when at least
 /// one was not (the valid ones are still released), NULL_POINTER or TOO_LARGE for a bad array.
 #[no_mangle]
-pub extern "C" fn ferry_buffer_release_many(ids: *const u64, n: usize, released_out: *mut usize) -> FerryStatus {
+pub extern "C" fn ferry_buffer_release_many(
+    ids: *const u64,
+    n: usize,
+    released_out: *mut usize,
+) -> FerryStatus {
     run("ferry_buffer_release_many", || {
         if n > crate::MAX_LEN / 8 {
             return Err(FerryStatus::TooLarge);

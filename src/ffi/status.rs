@@ -115,7 +115,12 @@ impl From<Error> for FerryStatus {
 /// `buf` may be NULL only when `len` is 0 (to ask for the length alone). `n_out` may be NULL.
 /// An unknown status value gets the message "unknown status" and returns FERRY_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
-pub extern "C" fn ferry_status_message(status: u32, buf: *mut c_char, len: usize, n_out: *mut usize) -> FerryStatus {
+pub extern "C" fn ferry_status_message(
+    status: u32,
+    buf: *mut c_char,
+    len: usize,
+    n_out: *mut usize,
+) -> FerryStatus {
     super::boundary::run("ferry_status_message", || {
         let (msg, result) = match FerryStatus::from_u32(status) {
             Some(s) => (s.message(), Ok(())),
