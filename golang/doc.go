@@ -1,0 +1,24 @@
+// Package ferry lends Rust-owned memory to Go by integer id, zero-copy and GC-aware.
+//
+// A Buffer wraps one ferry id and the view (address and length) that came with it, so Bytes
+// returns a []byte over the Rust memory with no copy and no cgo call. Close releases the id; a
+// Buffer dropped without Close is released by a cleanup, batched with others into one call, and
+// ferry triggers garbage collections itself when the bytes held by open Buffers pass a soft limit
+// (SetSoftLimit, FERRY_SOFT_LIMIT), because Go's collector cannot see Rust memory.
+//
+// # Ownership
+//
+//   - A Buffer owns its id. Close it when done; Close is idempotent and safe with concurrent use.
+//   - A slice from Bytes is valid until Close, and only while the Buffer is reachable; View keeps the
+//     Buffer alive for the duration of a function.
+//   - Slice and Share make new ids over the same memory; the memory lives until all are closed.
+//   - Adopt takes ownership of an id made elsewhere (for example by a downstream Rust crate).
+//
+// # Build tags
+//
+//   - ferrydebug: every accessor forces a garbage collection and released memory is made
+//     inaccessible, so a missing runtime.KeepAlive or a use after Close faults at once. For tests.
+//   - ferry_external: do not link target/release/libferry.a. Use it when the program links a
+//     downstream Rust staticlib that bundles ferry, so that the process holds exactly one copy of
+//     ferry's handle table (examples/downstream shows the recipe).
+package ferry

@@ -1,0 +1,3 @@
+module github.com/ferry/ferry/golang
+
+go 1.24
