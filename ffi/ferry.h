@@ -14,6 +14,25 @@
 // The ABI version of this header and library; bumped on any incompatible change.
 #define FERRY_ABI_VERSION 1
 
+// Echo: completes with the input buffer under a new id (zero-copy; 0 for no input) and `value`.
+#define FERRY_OP_ECHO 1
+
+// Checksum: completes with the 64-bit FNV-1a hash of the input buffer's bytes in `value`.
+#define FERRY_OP_CHECKSUM 2
+
+// Sleep: waits `arg` microseconds (at most 60 s), checking for cancellation every millisecond.
+#define FERRY_OP_SLEEP 3
+
+// Panic: panics on the worker (tests of panic recovery); completes with FERRY_STATUS_PANIC.
+#define FERRY_OP_PANIC 4
+
+// Call: invokes callback `arg` on a worker thread with the input buffer and `value`, and completes
+// with its result.
+#define FERRY_OP_CALL 5
+
+// Bytes a slot may hold back from the global total before it folds them in: 256 KiB.
+#define GRAIN (256 << 10)
+
 // The result of every ferry C call. Values are stable: they are never renumbered, and new ones are
 // only ever appended.
 enum FerryStatus
@@ -98,6 +117,63 @@ typedef struct {
   // The live-byte limit, 0 for none.
   uint64_t limit_bytes;
 } FerryStats;
+
+// A buffer id and a value: the argument and the result of a callback. No pointers.
+typedef struct {
+  // A buffer id, or 0 for none. Borrowed in an argument; owned by the receiver in a result.
+  uint64_t buffer;
+  // A value whose meaning is up to the callback (on failure: its own detail code).
+  uint64_t value;
+} FerryPayload;
+
+// A callback. ferry calls it with the `user_data` it was registered with and an argument
+// (`buffer` borrowed for the call, or 0), and it stores its result in `*result_out` (which ferry
+// zeroed) and returns a FerryStatus value: FERRY_STATUS_OK, FERRY_STATUS_CALLBACK_PANIC if it
+// recovered a panic, or any other status for a failure, which the caller sees as
+// FERRY_STATUS_CALLBACK_FAILED. On success `result_out->buffer` (if not 0) passes to the caller; on
+// failure ferry releases it, and `result_out->value` travels to the caller as the detail.
+// It may be called from any thread, concurrently, and may call ferry again; it must not unwind.
+typedef uint32_t (*FerryCallbackFn)(void *user_data,
+                                    uint64_t buffer,
+                                    uint64_t value,
+                                    FerryPayload *result_out);
+
+// Called exactly once with a callback's `user_data` when ferry lets go of it; on any thread, never
+// under a ferry lock. It must not unwind.
+typedef void (*FerryDropFn)(void *user_data);
+
+// One finished async job, as delivered in batches. A plain struct of integers (no pointers), so an
+// array of them crosses to Go without per-element checks.
+typedef struct {
+  // The tag given at submit.
+  uint64_t tag;
+  // The result's buffer id, owned by the receiver from now on, or 0 for none (always 0 on error).
+  uint64_t buffer;
+  // The result's value; on error, the detail (a callback's code, or a Go panic record).
+  uint64_t value;
+  // A FerryStatus value: FERRY_STATUS_OK, or why the job failed.
+  uint32_t status;
+  // Always 0.
+  uint32_t reserved;
+} FerryCompletion;
+
+// Receives a batch of 1 to max_batch completions on a sink queue's delivery thread. The buffer ids
+// in the batch pass to the sink; `items` is valid only during the call. It must not unwind.
+typedef void (*FerrySinkFn)(void *user_data, const FerryCompletion *items, size_t n);
+
+// Counters of the callback machinery, for leak checks.
+typedef struct {
+  // Callbacks registered and not unregistered.
+  uint64_t registered;
+  // Callbacks whose drop function has not run yet (registered, or still held by a call or job).
+  uint64_t alive;
+  // Completion queues open.
+  uint64_t queues;
+  // Jobs submitted and not yet completed.
+  uint64_t in_flight;
+  // Worker threads running.
+  uint64_t workers;
+} FerryCallbackStats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -185,6 +261,114 @@ FerryStatus ferry_peak_reset(void);
 // freed, so a use after release faults at once; adopted memory is overwritten with 0xA5 before it
 // is handed back. Guard mode leaks address space by design: it is for debugging only.
 FerryStatus ferry_guard_set(uint32_t on);
+
+// Registers the callback `f` with `user_data` and its drop function `drop` (may be NULL), and
+// stores the new callback id (never 0) in `*id_out`.
+//
+// From then on ferry owns `user_data`: it calls `drop(user_data)` exactly once, when the callback
+// is unregistered and no call or job holds it any more. On error nothing is kept and `drop` is not
+// called. Errors: NULL_POINTER (`f` or `id_out`), TABLE_FULL.
+FerryStatus ferry_callback_register(FerryCallbackFn f,
+                                    void *user_data,
+                                    FerryDropFn drop,
+                                    uint64_t *id_out);
+
+// Unregisters callback `id`. The id is invalid from now on; the drop function runs now, on this
+// thread, unless a call or job still holds the callback (then when the last one finishes).
+// Errors: INVALID_HANDLE.
+FerryStatus ferry_callback_unregister(uint64_t id);
+
+// Calls callback `id` on this thread with `buffer` (borrowed for the call, 0 for none) and `value`,
+// and stores its result in `*result_out`.
+//
+// On OK, `result_out->buffer` (if not 0) is a new id the caller owns. On error `result_out` holds
+// buffer 0 and the detail value: the callback's own code for CALLBACK_FAILED, its panic record for
+// CALLBACK_PANIC. `result_out` may be NULL (a result buffer is then released). No ferry lock is held
+// during the call. Errors: INVALID_HANDLE (unknown or unregistered id), CALLBACK_FAILED,
+// CALLBACK_PANIC.
+FerryStatus ferry_callback_invoke(uint64_t id,
+                                  uint64_t buffer,
+                                  uint64_t value,
+                                  FerryPayload *result_out);
+
+// Creates a completion queue, drained with ferry_queue_wait, and stores its id in `*queue_out`.
+// Errors: NULL_POINTER, TABLE_FULL.
+FerryStatus ferry_queue_new(uint64_t *queue_out);
+
+// Creates a completion queue with its own delivery thread, which calls `f(user_data, items, n)` with
+// batches of 1 to `max_batch` completions as soon as they are ready (it never waits for a batch to
+// fill), and stores the queue id in `*queue_out`. `user_data` must stay valid until
+// ferry_queue_close for this queue returns. Errors: NULL_POINTER (`f`, `queue_out`),
+// INVALID_ARGUMENT (`max_batch` 0), TABLE_FULL, ALLOC_FAILED (no thread).
+FerryStatus ferry_queue_new_sink(FerrySinkFn f,
+                                 void *user_data,
+                                 size_t max_batch,
+                                 uint64_t *queue_out);
+
+// Closes queue `queue`: its id is invalid from now on, a waiter in ferry_queue_wait wakes (it gets
+// what is still queued, then CLOSED), every job in flight on it is cancelled, and completions that
+// arrive later are discarded with their buffer ids released. For a sink queue, everything queued is
+// delivered and the delivery thread has exited when this returns (unless called from the sink).
+// Errors: INVALID_HANDLE.
+FerryStatus ferry_queue_close(uint64_t queue);
+
+// Waits for completions on `queue` and copies up to `cap` of them, oldest first, into `out`; stores
+// how many in `*n_out`.
+//
+// Returns as soon as at least one is ready: it never waits for the batch to fill. `timeout_ns < 0`
+// waits without limit, 0 only looks; on timeout it returns OK with `*n_out == 0`. The buffer ids in
+// the completions now belong to the caller. Errors: INVALID_HANDLE (unknown or closed queue),
+// CLOSED (closed while waiting and nothing left), NULL_POINTER, INVALID_ARGUMENT (`cap` 0, or a
+// sink queue), TOO_LARGE (`cap`).
+FerryStatus ferry_queue_wait(uint64_t queue,
+                             FerryCompletion *out,
+                             size_t cap,
+                             int64_t timeout_ns,
+                             size_t *n_out);
+
+// Pushes `n` ready-made completions onto `queue` (for C producers that track their own work; their
+// tags are not registered, so ferry_async_cancel does not reach them). Each `buffer` id passes to
+// the queue. Errors: INVALID_HANDLE (unknown queue: the buffer ids are released), CLOSED (likewise),
+// NULL_POINTER, INVALID_ARGUMENT (a status a completion cannot carry, or a buffer with an error
+// status; nothing is posted), TOO_LARGE.
+FerryStatus ferry_queue_post(uint64_t queue,
+                             const FerryCompletion *items,
+                             size_t n);
+
+// Submits built-in operation `op` (FERRY_OP_*) to the worker pool (started at the first submit);
+// its one completion arrives on `queue` with `tag`.
+//
+// `input` is a buffer id (0 for none) borrowed for this call only: the job holds the bytes itself,
+// so the caller may release the id at once. `arg` and `value` are as each FERRY_OP_* says. Exactly
+// one completion follows an OK (its status may be CANCELLED, CLOSED, PANIC, ...); none follows an
+// error. Errors: UNSUPPORTED (`op`), INVALID_HANDLE (queue, input or callback id), INVALID_ARGUMENT
+// (`tag` already in flight on `queue`, or a bad `arg`), CLOSED, QUEUE_FULL (try again later).
+FerryStatus ferry_async_submit(uint64_t queue,
+                               uint64_t tag,
+                               uint32_t op,
+                               uint64_t input,
+                               uint64_t arg,
+                               uint64_t value);
+
+// Cancels the job with `tag` on `queue`: if it has not started it completes with CANCELLED without
+// running; if it is running it can see the flag (FERRY_OP_SLEEP does within a millisecond). Its
+// completion still arrives. Returns INVALID_HANDLE when the queue is unknown or no job with that
+// tag is in flight (it may just have finished: its completion stands).
+FerryStatus ferry_async_cancel(uint64_t queue, uint64_t tag);
+
+// Sets the worker pool's thread count (1..=256), job queue capacity and worker stack size in bytes
+// (at least 65536) for its next start; 0 for any of them means its default (CPUs but at least 2,
+// 65536 jobs, 256 KiB). A running pool keeps its threads until ferry_pool_shutdown.
+// Errors: INVALID_ARGUMENT.
+FerryStatus ferry_pool_configure(uint32_t threads, size_t queue_cap, size_t stack_size);
+
+// Stops the worker pool: waiting jobs complete with CLOSED, running ones finish, and every worker
+// thread has exited when this returns. The next submit starts the pool again.
+// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL).
+FerryStatus ferry_pool_shutdown(void);
+
+// Stores the callback machinery's counters in `*stats_out`. Errors: NULL_POINTER.
+FerryStatus ferry_callback_stats(FerryCallbackStats *stats_out);
 
 #if defined(FERRY_FAULT_INJECTION)
 // Arms a one-shot panic in the next call of the exported function called `name` ("*" for the

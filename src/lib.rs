@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod buffer;
+pub mod callback;
 pub mod error;
 pub mod ffi;
 pub mod stats;

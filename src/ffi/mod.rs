@@ -8,6 +8,7 @@
 
 pub(crate) mod boundary;
 pub mod buffer;
+pub mod callback;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod status;
