@@ -13,13 +13,13 @@
 static void print_status(const char *what, FerryStatus st) {
     char msg[128];
     ferry_status_message(st, msg, sizeof msg, NULL);
-    printf("%-34s -> status %u: %s\n", what, (unsigned)st, msg);
+    printf("%-34s status %u: %s\n", what, (unsigned)st, msg);
 }
 
 static int print_stats(const char *when) {
     FerryStats s;
     if (ferry_stats_get(&s) != FERRY_STATUS_OK) return -1;
-    printf("%-34s    live ids %llu, live bytes %llu, peak bytes %llu\n", when, (unsigned long long)s.live_ids,
+    printf("%-34s live ids %llu, live bytes %llu, peak bytes %llu\n", when, (unsigned long long)s.live_ids,
            (unsigned long long)s.live_bytes, (unsigned long long)s.peak_bytes);
     return (int)s.live_ids;
 }
