@@ -230,9 +230,12 @@ FerryStatus ferry_buffer_slice(uint64_t id, size_t offset, size_t len, FerryView
 
 // Copies `len` bytes starting at `offset` within `id`'s view into `dst` (the copying path).
 //
-// `dst` may be NULL when `len` is 0. Errors: INVALID_HANDLE, NULL_POINTER, TOO_LARGE, OVERFLOW,
-// OUT_OF_RANGE; on error `dst` is untouched.
-FerryStatus ferry_buffer_copy_out(uint64_t id, size_t offset, uint8_t *dst, size_t len);
+// `dst` may be NULL when `len` is 0, and may even overlap the buffer (the copy is a memmove).
+// Errors: INVALID_HANDLE, NULL_POINTER, TOO_LARGE, OVERFLOW, OUT_OF_RANGE; on error `dst` is untouched.
+FerryStatus ferry_buffer_copy_out(uint64_t id,
+                                  size_t offset,
+                                  uint8_t *dst,
+                                  size_t len);
 
 // Releases `id`. After this the id is invalid forever (a second release returns INVALID_HANDLE).
 // The memory is freed, or handed back to its adopter, when the last id over it is released.

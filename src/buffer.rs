@@ -44,11 +44,13 @@ enum Storage {
     /// Allocated by ferry with the global allocator, `Layout::array::<u8>(len)`.
     Heap,
     /// An adopted `Vec<u8>`: the bytes go back through `Vec::from_raw_parts(ptr, len, cap)`.
-    Vec { cap: usize },
+    /// `poison` records whether guard mode was on at creation.
+    Vec { cap: usize, poison: bool },
     /// Guard mode: a private anonymous mapping of `map_len` bytes, protected (not unmapped) on drop.
     Guarded { map_len: usize },
     /// Memory that belongs to someone else; the closure hands it back and runs exactly once.
-    Foreign(Option<Box<dyn FnOnce() + Send>>),
+    /// `poison` records whether guard mode was on at creation.
+    Foreign { release: Option<Box<dyn FnOnce() + Send>>, poison: bool },
 }
 
 /// Owned bytes at a stable address, shared by `Arc`.
@@ -122,7 +124,7 @@ impl Buffer {
         counters.reserve(v.len())?;
         let mut v = std::mem::ManuallyDrop::new(v);
         let (ptr, len, cap) = (v.as_mut_ptr(), v.len(), v.capacity());
-        Ok(Buffer { ptr, len, storage: Storage::Vec { cap }, counters })
+        Ok(Buffer { ptr, len, storage: Storage::Vec { cap, poison: guard_mode() }, counters })
     }
 
     /// Adopts foreign memory; `release` runs once when the buffer is dropped.
@@ -141,7 +143,21 @@ impl Buffer {
         check_len(len)?;
         counters.reserve(len)?;
         let ptr = if len == 0 { ptr::null_mut() } else { ptr };
-        Ok(Buffer { ptr, len, storage: Storage::Foreign(Some(release)), counters })
+        Ok(Buffer {
+            ptr,
+            len,
+            storage: Storage::Foreign { release: Some(release), poison: guard_mode() },
+            counters,
+        })
+    }
+
+    /// Takes the release closure out of adopted memory without calling it, and drops the buffer,
+    /// giving its bytes back to the counters: the adopter owns the memory again. Used when an adopt
+    /// fails after the buffer was built.
+    pub(crate) fn disown(mut self) {
+        if let Storage::Foreign { release, .. } = &mut self.storage {
+            drop(release.take());
+        }
     }
 
     /// The first byte, or null when the buffer is empty.
@@ -169,8 +185,8 @@ impl Drop for Buffer {
                 // SAFETY: `ptr` came from `alloc`/`alloc_zeroed` with exactly this layout (see heap_*).
                 unsafe { alloc::dealloc(ptr, Layout::array::<u8>(len).expect("checked at creation")) }
             }
-            Storage::Vec { cap } => {
-                if guard_mode() {
+            Storage::Vec { cap, poison } => {
+                if poison {
                     // SAFETY: we own the vector's `len` initialised bytes until it is rebuilt below.
                     unsafe { ptr::write_bytes(ptr, POISON, len) };
                 }
@@ -178,8 +194,8 @@ impl Drop for Buffer {
                 drop(unsafe { Vec::from_raw_parts(ptr, len, cap) });
             }
             Storage::Guarded { map_len } => unguard(ptr, map_len),
-            Storage::Foreign(release) => {
-                if guard_mode() && len > 0 {
+            Storage::Foreign { release, poison } => {
+                if poison && len > 0 {
                     // SAFETY: the foreign owner promised `len` writable bytes until `release` runs.
                     unsafe { ptr::write_bytes(ptr, POISON, len) };
                 }

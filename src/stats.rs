@@ -5,7 +5,7 @@
 //! and subtracts in a padded slot of its own, and a slot folds its running sum into the global total
 //! only when it passes ±[`GRAIN`]. Reading the stats sums everything and is exact; the limit check
 //! and the peak see the global total plus the caller's own slot, so they can trail the truth by less
-//! than `GRAIN` per other active slot. A buffer of `GRAIN` bytes or more always folds at once, so
+//! than `GRAIN` per *other* active thread (one thread alone is tracked exactly). A buffer of `GRAIN` bytes or more always folds at once, so
 //! large buffers are counted exactly everywhere.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -91,8 +91,12 @@ impl Counters {
                 return Err(Error::LimitReached);
             }
         }
-        if slot.fetch_add(n, Ordering::Relaxed) + n >= GRAIN {
+        let mine = slot.fetch_add(n, Ordering::Relaxed) + n;
+        if mine >= GRAIN {
             self.fold(slot);
+        } else {
+            // Without a fold, the peak still sees the global total plus this thread's own slot.
+            self.raise_peak(self.global.load(Ordering::Relaxed) + mine);
         }
         Ok(())
     }

@@ -82,6 +82,8 @@ struct PaddedShard(Mutex<Shard>);
 pub struct Table {
     shards: [PaddedShard; MAX_SHARDS],
     nshards: usize,
+    /// Slots a shard may hold: 2^28 (what the id has room for); lowered by tests.
+    max_slots: usize,
     counters: Counters,
 }
 
@@ -132,6 +134,7 @@ impl Table {
         Table {
             shards: [const { PaddedShard(Mutex::new(Shard::new())) }; MAX_SHARDS],
             nshards,
+            max_slots: 1 << SHARD_SHIFT,
             counters: Counters::new(),
         }
     }
@@ -145,17 +148,22 @@ impl Table {
         &self.shards[ix].0
     }
 
-    /// Gives `r` an id in this thread's home shard.
+    /// Gives `r` an id in this thread's home shard. On error `r` is dropped (after the lock is let go).
     pub fn insert(&self, r: BufferRef) -> Result<View, Error> {
+        self.try_insert(r).map_err(|(e, _)| e)
+    }
+
+    /// Like [`Table::insert`], but hands `r` back on error.
+    fn try_insert(&self, r: BufferRef) -> Result<View, (Error, BufferRef)> {
         let shard_ix = home() % self.nshards;
         let (ptr, len) = (r.as_ptr(), r.len());
         let mut s = self.shard(shard_ix).lock();
         let slot_ix = match s.free.pop() {
             Some(i) => i as usize,
             None => {
-                if s.slots.len() as u64 > SLOT_MASK {
+                if s.slots.len() >= self.max_slots {
                     drop(s);
-                    return Err(Error::TableFull);
+                    return Err((Error::TableFull, r));
                 }
                 s.slots.push(Slot { gen: 1, entry: None });
                 s.slots.len() - 1
@@ -212,7 +220,14 @@ impl Table {
     ) -> Result<View, Error> {
         // SAFETY: forwarded from this function's own contract.
         let b = unsafe { Buffer::foreign(ptr, len, Box::new(release), &self.counters)? };
-        self.insert_buffer(b)
+        let len = b.len();
+        self.try_insert(BufferRef { buf: Arc::new(b), off: 0, len }).map_err(|(e, r)| {
+            // Nobody else has seen the buffer, so the Arc is unique: hand the memory back unreleased.
+            if let Ok(b) = Arc::try_unwrap(r.buf) {
+                b.disown();
+            }
+            e
+        })
     }
 
     /// The address and length that `id` names.
@@ -387,6 +402,28 @@ mod tests {
         let c = t.create_zeroed(1000).unwrap();
         t.release(c.id).unwrap();
         assert_eq!(t.stats().live_bytes, 0);
+    }
+
+    #[test]
+    fn failed_adopt_hands_memory_back_without_releasing() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static RELEASED: AtomicUsize = AtomicUsize::new(0);
+        let mut t = Table::with_shards(1);
+        t.max_slots = 1;
+        let t: &'static Table = Box::leak(Box::new(t));
+        let first = t.create_zeroed(8).unwrap();
+        let mut mem = vec![1u8; 32];
+        // SAFETY: `mem` outlives the call; on error ferry keeps nothing.
+        let r = unsafe {
+            t.adopt_raw(mem.as_mut_ptr(), 32, || {
+                RELEASED.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        assert_eq!(r, Err(Error::TableFull));
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 0, "a failed adopt must not release");
+        assert_eq!(t.stats().live_bytes, 8);
+        t.release(first.id).unwrap();
+        drop(mem);
     }
 
     #[test]

@@ -194,22 +194,23 @@ pub extern "C" fn ferry_buffer_slice(
 
 /// Copies `len` bytes starting at `offset` within `id`'s view into `dst` (the copying path).
 ///
-/// `dst` may be NULL when `len` is 0. Errors: INVALID_HANDLE, NULL_POINTER, TOO_LARGE, OVERFLOW,
-/// OUT_OF_RANGE; on error `dst` is untouched.
+/// `dst` may be NULL when `len` is 0, and may even overlap the buffer (the copy is a memmove).
+/// Errors: INVALID_HANDLE, NULL_POINTER, TOO_LARGE, OVERFLOW, OUT_OF_RANGE; on error `dst` is untouched.
 #[no_mangle]
 pub extern "C" fn ferry_buffer_copy_out(id: u64, offset: usize, dst: *mut u8, len: usize) -> FerryStatus {
     run("ferry_buffer_copy_out", || {
         if len > crate::MAX_LEN {
             return Err(FerryStatus::TooLarge);
         }
-        let dst: &mut [u8] = if len == 0 {
-            &mut []
-        } else {
-            let p = nonnull_mut(dst)?;
-            // SAFETY: non-null, and the caller promised `len` writable bytes at `dst` for this call.
-            unsafe { std::slice::from_raw_parts_mut(p, len) }
-        };
-        Table::global().copy_out(id, offset, dst)?;
+        if len > 0 {
+            nonnull_mut(dst)?;
+        }
+        let src = Table::global().get(id)?.slice(offset, len)?;
+        if len > 0 {
+            // SAFETY: `src` keeps `len` bytes alive for this call; the caller promised `len` writable
+            // bytes at `dst`; `ptr::copy` allows the two ranges to overlap.
+            unsafe { std::ptr::copy(src.as_ptr(), dst, len) };
+        }
         Ok(())
     })
 }
