@@ -2,6 +2,43 @@ package ferry
 
 /*
 #include "ferry.h"
+
+// A status and a view returned by value: a Go variable whose address went to C would escape to
+// the heap, costing an allocation per create.
+typedef struct {
+	FerryView view;
+	FerryStatus status;
+} ferry_go_made;
+
+static inline ferry_go_made ferry_go_new(size_t len) {
+	ferry_go_made r = {0};
+	r.status = ferry_buffer_new(len, &r.view);
+	return r;
+}
+
+static inline ferry_go_made ferry_go_copy(const uint8_t *data, size_t len) {
+	ferry_go_made r = {0};
+	r.status = ferry_buffer_copy(data, len, &r.view);
+	return r;
+}
+
+static inline ferry_go_made ferry_go_view(uint64_t id) {
+	ferry_go_made r = {0};
+	r.status = ferry_buffer_view(id, &r.view);
+	return r;
+}
+
+static inline ferry_go_made ferry_go_share(uint64_t id) {
+	ferry_go_made r = {0};
+	r.status = ferry_buffer_share(id, &r.view);
+	return r;
+}
+
+static inline ferry_go_made ferry_go_slice(uint64_t id, size_t off, size_t len) {
+	ferry_go_made r = {0};
+	r.status = ferry_buffer_slice(id, off, len, &r.view);
+	return r;
+}
 */
 import "C"
 
@@ -26,8 +63,9 @@ import (
 // which returns memory without a lease, panics instead. A Buffer must not be copied by value.
 type Buffer struct {
 	// ptr is the first byte (nil for an empty buffer, and set to nil once the id is released, so a
-	// closed Buffer never holds an address the Go collector could mistake for one of its own).
-	ptr atomic.Pointer[byte]
+	// closed Buffer never holds an address the Go collector could mistake for one of its own). It
+	// is written plainly before the Buffer is shared and atomically after; read it with data().
+	ptr unsafe.Pointer
 	// state is the lease count in the low bits plus closedBit and releasedBit.
 	state   atomic.Uint64
 	id      uint64
@@ -50,11 +88,15 @@ type cleanupArg struct {
 // adoptView wraps an id and view that Rust just returned; the new Buffer owns the id. It starts the
 // GC backstop and counts the bytes for memory pressure. Every Buffer is made here.
 func adoptView(v C.FerryView) *Buffer {
-	b := &Buffer{id: uint64(v.id), n: int(v.len)}
-	b.ptr.Store((*byte)(unsafe.Pointer(v.ptr)))
+	b := &Buffer{id: uint64(v.id), n: int(v.len), ptr: unsafe.Pointer(v.ptr)}
 	b.cleanup = runtime.AddCleanup(b, releaseFromCleanup, cleanupArg{id: b.id, n: int64(b.n)})
-	track(b.n)
+	track(b)
 	return b
+}
+
+// data returns the buffer's bytes without checking its state.
+func (b *Buffer) data() []byte {
+	return unsafe.Slice((*byte)(atomic.LoadPointer(&b.ptr)), b.n)
 }
 
 // New returns a zeroed buffer of n bytes in Rust memory.
@@ -66,14 +108,13 @@ func New(n int) (*Buffer, error) {
 		return nil, &Error{Status: StatusInvalidArgument, Msg: "negative buffer length"}
 	}
 	ensureConfig()
-	var v C.FerryView
 	for attempt := 0; ; attempt++ {
-		st := C.ferry_buffer_new(C.size_t(n), &v)
-		if st == C.FERRY_STATUS_OK {
-			return adoptView(v), nil
+		r := C.ferry_go_new(C.size_t(n))
+		if r.status == C.FERRY_STATUS_OK {
+			return adoptView(r.view), nil
 		}
-		if st != C.FERRY_STATUS_LIMIT_REACHED || !relieve(attempt, n) {
-			return nil, statusErr(st)
+		if r.status != C.FERRY_STATUS_LIMIT_REACHED || !relieve(attempt, n) {
+			return nil, statusErr(r.status)
 		}
 	}
 }
@@ -82,15 +123,14 @@ func New(n int) (*Buffer, error) {
 // Like New, it collects and retries when the live-byte limit refuses the create.
 func Copy(p []byte) (*Buffer, error) {
 	ensureConfig()
-	var v C.FerryView
 	for attempt := 0; ; attempt++ {
-		st := C.ferry_buffer_copy((*C.uint8_t)(unsafe.SliceData(p)), C.size_t(len(p)), &v)
-		if st == C.FERRY_STATUS_OK {
-			runtime.KeepAlive(p)
-			return adoptView(v), nil
+		r := C.ferry_go_copy((*C.uint8_t)(unsafe.SliceData(p)), C.size_t(len(p)))
+		runtime.KeepAlive(p)
+		if r.status == C.FERRY_STATUS_OK {
+			return adoptView(r.view), nil
 		}
-		if st != C.FERRY_STATUS_LIMIT_REACHED || !relieve(attempt, len(p)) {
-			return nil, statusErr(st)
+		if r.status != C.FERRY_STATUS_LIMIT_REACHED || !relieve(attempt, len(p)) {
+			return nil, statusErr(r.status)
 		}
 	}
 }
@@ -104,25 +144,25 @@ func Copy(p []byte) (*Buffer, error) {
 // still owns the id. On success the Buffer owns the id: Close (or the cleanup) releases it.
 func Adopt(id uint64, ptr unsafe.Pointer, n int) (*Buffer, error) {
 	ensureConfig()
-	var v C.FerryView
-	if err := statusErr(C.ferry_buffer_view(C.uint64_t(id), &v)); err != nil {
-		return nil, err
+	r := C.ferry_go_view(C.uint64_t(id))
+	if r.status != C.FERRY_STATUS_OK {
+		return nil, statusErr(r.status)
 	}
-	if unsafe.Pointer(v.ptr) != ptr || int(v.len) != n {
+	if unsafe.Pointer(r.view.ptr) != ptr || int(r.view.len) != n {
 		return nil, &Error{Status: StatusInvalidArgument, Msg: "Adopt: ptr and length do not match the id's view"}
 	}
-	return adoptView(v), nil
+	return adoptView(r.view), nil
 }
 
 // AdoptID takes ownership of an id made elsewhere in the process and fetches its view (one
 // crossing). Errors and ownership are as for Adopt.
 func AdoptID(id uint64) (*Buffer, error) {
 	ensureConfig()
-	var v C.FerryView
-	if err := statusErr(C.ferry_buffer_view(C.uint64_t(id), &v)); err != nil {
-		return nil, err
+	r := C.ferry_go_view(C.uint64_t(id))
+	if r.status != C.FERRY_STATUS_OK {
+		return nil, statusErr(r.status)
 	}
-	return adoptView(v), nil
+	return adoptView(r.view), nil
 }
 
 // ID returns the buffer's id, or 0 (never a valid id) after Close. The Buffer still owns the id:
@@ -154,7 +194,7 @@ func (b *Buffer) Bytes() []byte {
 	if b.state.Load()&closedBit != 0 {
 		panic(&Error{Status: StatusClosed, Msg: "Bytes called on a closed Buffer"})
 	}
-	return unsafe.Slice(b.ptr.Load(), b.n)
+	return b.data()
 }
 
 // View calls fn with the buffer's bytes (Rust memory, not a copy) and keeps the buffer open and
@@ -166,7 +206,7 @@ func (b *Buffer) View(fn func([]byte)) error {
 		return errClosed
 	}
 	defer b.unlease()
-	fn(unsafe.Slice(b.ptr.Load(), b.n))
+	fn(b.data())
 	return nil
 }
 
@@ -177,7 +217,7 @@ func (b *Buffer) CopyBytes() ([]byte, error) {
 		return nil, errClosed
 	}
 	out := make([]byte, b.n)
-	copy(out, unsafe.Slice(b.ptr.Load(), b.n))
+	copy(out, b.data())
 	b.unlease()
 	return out, nil
 }
@@ -193,14 +233,13 @@ func (b *Buffer) Slice(off, n int) (*Buffer, error) {
 	if !b.acquire() {
 		return nil, errClosed
 	}
-	var v C.FerryView
-	st := C.ferry_buffer_slice(C.uint64_t(b.id), C.size_t(off), C.size_t(n), &v)
+	r := C.ferry_go_slice(C.uint64_t(b.id), C.size_t(off), C.size_t(n))
 	b.unlease()
 	runtime.KeepAlive(b)
-	if st != C.FERRY_STATUS_OK {
-		return nil, statusErr(st)
+	if r.status != C.FERRY_STATUS_OK {
+		return nil, statusErr(r.status)
 	}
-	return adoptView(v), nil
+	return adoptView(r.view), nil
 }
 
 // Share returns a new Buffer, with an id of its own, over the same bytes. Either may be closed
@@ -210,14 +249,13 @@ func (b *Buffer) Share() (*Buffer, error) {
 	if !b.acquire() {
 		return nil, errClosed
 	}
-	var v C.FerryView
-	st := C.ferry_buffer_share(C.uint64_t(b.id), &v)
+	r := C.ferry_go_share(C.uint64_t(b.id))
 	b.unlease()
 	runtime.KeepAlive(b)
-	if st != C.FERRY_STATUS_OK {
-		return nil, statusErr(st)
+	if r.status != C.FERRY_STATUS_OK {
+		return nil, statusErr(r.status)
 	}
-	return adoptView(v), nil
+	return adoptView(r.view), nil
 }
 
 // Close releases the buffer's id and stops its cleanup. Close can be called more than once, from
@@ -226,6 +264,14 @@ func (b *Buffer) Share() (*Buffer, error) {
 // Slices obtained with Bytes are invalid once Close returns. Close returns an error only if ferry
 // refused the release, which means someone else released the id (an ownership bug).
 func (b *Buffer) Close() error {
+	if b.state.CompareAndSwap(0, closedBit|releasedBit) {
+		// The common case, no lease and not closed yet: close and claim the release at once.
+		b.cleanup.Stop()
+		atomic.StorePointer(&b.ptr, nil)
+		err := releaseNow(b)
+		runtime.KeepAlive(b)
+		return err
+	}
 	for {
 		s := b.state.Load()
 		if s&closedBit != 0 {
@@ -251,8 +297,8 @@ func (b *Buffer) Detach() (uint64, error) {
 		return 0, &Error{Status: StatusInvalidArgument, Msg: "Detach: the buffer is in use by a View or a copy"}
 	}
 	b.cleanup.Stop()
-	b.ptr.Store(nil)
-	untrack(int64(b.n))
+	atomic.StorePointer(&b.ptr, nil)
+	untrack(b)
 	runtime.KeepAlive(b)
 	return b.id, nil
 }
@@ -280,8 +326,8 @@ func (b *Buffer) finish() error {
 	if !b.state.CompareAndSwap(closedBit, closedBit|releasedBit) {
 		return nil
 	}
-	b.ptr.Store(nil)
-	err := releaseNow(b.id, int64(b.n))
+	atomic.StorePointer(&b.ptr, nil)
+	err := releaseNow(b)
 	runtime.KeepAlive(b)
 	return err
 }

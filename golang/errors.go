@@ -130,3 +130,15 @@ func statusErr(st C.FerryStatus) error {
 
 // errClosed is returned by Buffer methods called after Close.
 var errClosed error = &Error{Status: StatusClosed, Msg: "buffer is closed"}
+
+// libStatusMessage asks the library for a status's message (ferry_status_message); the tests check
+// it against Status.Message.
+func libStatusMessage(s Status) (string, error) {
+	var buf [256]C.char
+	var n C.size_t
+	st := C.ferry_status_message(C.uint32_t(s), &buf[0], C.size_t(len(buf)), &n)
+	if err := statusErr(st); err != nil {
+		return "", err
+	}
+	return C.GoStringN(&buf[0], C.int(min(int(n), len(buf)-1))), nil
+}

@@ -1,9 +1,6 @@
 package ferry
 
-import (
-	"io"
-	"unsafe"
-)
+import "io"
 
 // Compile-time checks of the standard interfaces Buffer implements.
 var (
@@ -28,7 +25,7 @@ func (b *Buffer) ReadAt(p []byte, off int64) (int, error) {
 	if off >= int64(b.n) {
 		return 0, io.EOF
 	}
-	n := copy(p, unsafe.Slice(b.ptr.Load(), b.n)[off:])
+	n := copy(p, b.data()[off:])
 	if n < len(p) {
 		return n, io.EOF
 	}
@@ -49,7 +46,7 @@ func (b *Buffer) WriteAt(p []byte, off int64) (int, error) {
 	if off > int64(b.n) {
 		return 0, &Error{Status: StatusOutOfRange, Msg: "WriteAt: offset past the end of the buffer"}
 	}
-	n := copy(unsafe.Slice(b.ptr.Load(), b.n)[off:], p)
+	n := copy(b.data()[off:], p)
 	if n < len(p) {
 		return n, &Error{Status: StatusOutOfRange, Msg: "WriteAt: write past the end of the buffer"}
 	}
@@ -68,7 +65,7 @@ func (b *Buffer) WriteTo(w io.Writer) (int64, error) {
 	if b.n == 0 {
 		return 0, nil
 	}
-	n, err := w.Write(unsafe.Slice(b.ptr.Load(), b.n))
+	n, err := w.Write(b.data())
 	if err == nil && n != b.n {
 		err = io.ErrShortWrite
 	}

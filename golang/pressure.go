@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Go's collector cannot see Rust memory: a program that drops Buffers without Close could grow
@@ -34,19 +35,19 @@ const SoftLimitEnv = "FERRY_SOFT_LIMIT"
 const relieveAttempts = 4
 
 var (
-	tracked        atomic.Int64
-	trackedBuffers atomic.Int64
-	softLimit      atomic.Int64
-	hardLimit      atomic.Int64
-	nextTrigger    atomic.Int64
-	collecting     atomic.Bool
-	collections    atomic.Uint64
-	configOnce     sync.Once
-	setByUser      atomic.Bool
+	softLimit   atomic.Int64
+	hardLimit   atomic.Int64
+	nextTrigger atomic.Int64
+	collecting  atomic.Bool
+	collections atomic.Uint64
+	configOnce  sync.Once
+	setByUser   atomic.Bool
 	// collectMu lets one goroutine at a time run a foreground collection; collectGen counts them, so
 	// a goroutine that waited for another's collection retries without collecting again.
 	collectMu  sync.Mutex
 	collectGen atomic.Uint64
+	// cleanupFreed counts the bytes released by cleanups, to judge how much a collection freed.
+	cleanupFreed atomic.Int64
 )
 
 // SetSoftLimit sets the soft limit on the bytes held by open Buffers and returns the previous one.
@@ -113,34 +114,108 @@ func softLimitFromEnv(s string) int64 {
 	return v * mult
 }
 
-// track counts a new Buffer's n bytes and starts a background collection past the trigger.
-func track(n int) {
-	trackedBuffers.Add(1)
-	t := tracked.Add(int64(n))
-	if t >= nextTrigger.Load() && collecting.CompareAndSwap(false, true) {
-		go backgroundCollect()
+// The bytes of open Buffers are counted in padded shards, so that goroutines on different Ps do not
+// fight over one cache line on every New and Close. A Buffer counts in the shard picked by its
+// address: the Ps allocate from different spans, so that spreads them, and Close finds the same
+// shard again. A shard folds its running delta into trackedFolded when it passes ±trackGrain, and
+// the soft-limit trigger is checked then, so a trigger can trail the truth by less than trackGrain
+// per shard; a buffer of trackGrain bytes or more folds at once. trackedBytes sums everything and
+// is exact.
+const (
+	trackShards = 16
+	trackGrain  = 256 << 10
+)
+
+type trackShard struct {
+	unfolded atomic.Int64
+	_        [120]byte
+}
+
+var (
+	trackShardsArr [trackShards]trackShard
+	trackedFolded  atomic.Int64
+)
+
+func shardOf(b *Buffer) *trackShard {
+	return &trackShardsArr[(uintptr(unsafe.Pointer(b))>>13)%trackShards]
+}
+
+// track counts a new Buffer's bytes and starts a background collection past the trigger.
+func track(b *Buffer) {
+	s := shardOf(b)
+	if s.unfolded.Add(int64(b.n)) >= trackGrain {
+		t := trackedFolded.Add(s.unfolded.Swap(0))
+		if next := nextTrigger.Load(); t >= next {
+			if collecting.CompareAndSwap(false, true) {
+				go backgroundCollect()
+			}
+			if t >= next+softLimit.Load()/2 {
+				assist()
+			}
+		}
 	}
 }
 
-// untrack stops counting n bytes of a Buffer that was closed or whose cleanup released it.
-func untrack(n int64) {
-	trackedBuffers.Add(-1)
-	tracked.Add(-n)
+// untrack stops counting the bytes of a Buffer that was closed or detached.
+func untrack(b *Buffer) {
+	s := shardOf(b)
+	if s.unfolded.Add(-int64(b.n)) <= -trackGrain {
+		trackedFolded.Add(s.unfolded.Swap(0))
+	}
 }
 
-// untrackMany is untrack for count Buffers of n bytes in all.
-func untrackMany(count int, n int64) {
-	trackedBuffers.Add(-int64(count))
-	tracked.Add(-n)
+// untrackBytes stops counting n bytes of Buffers released by their cleanups.
+func untrackBytes(n int64) {
+	trackedFolded.Add(-n)
+	cleanupFreed.Add(n)
 }
 
+// trackedBytes returns the exact bytes of open Buffers.
+func trackedBytes() int64 {
+	t := trackedFolded.Load()
+	for i := range trackShardsArr {
+		t += trackShardsArr[i].unfolded.Load()
+	}
+	return t
+}
+
+// backgroundCollect runs one collection on its own goroutine (track starts it past the trigger).
 func backgroundCollect() {
+	collectMu.Lock()
+	paceCollect()
+	collectMu.Unlock()
+	collecting.Store(false)
+}
+
+// assist makes an allocating goroutine wait for a collection, running one itself unless another
+// goroutine's collection finished while it waited. Allocators assist once the bytes of open
+// Buffers pass the trigger by half the soft limit: when garbage Buffers are made faster than a
+// background collection frees them, that slows their makers down instead of letting the bytes
+// climb to the hard limit.
+func assist() {
+	gen := collectGen.Load()
+	collectMu.Lock()
+	if collectGen.Load() == gen {
+		paceCollect()
+	}
+	collectMu.Unlock()
+}
+
+// paceCollect collects and sets the next trigger: the soft limit again if the collection freed a
+// good share of it, or else half the soft limit above what is still open, so that a program that
+// really holds that much is not collected over and over. collectMu must be held.
+func paceCollect() {
+	before := cleanupFreed.Load()
 	collect()
 	soft := softLimit.Load()
-	if soft > 0 {
-		nextTrigger.Store(max(soft, tracked.Load()+soft/2))
+	if soft <= 0 {
+		return
 	}
-	collecting.Store(false)
+	if cleanupFreed.Load()-before >= soft/4 {
+		nextTrigger.Store(soft)
+	} else {
+		nextTrigger.Store(max(soft, trackedBytes()+soft/2))
+	}
 }
 
 // collect runs a garbage collection and waits, briefly, for the cleanups it queued to run and for
@@ -182,11 +257,6 @@ func relieve(attempt, n int) bool {
 	if attempt >= relieveAttempts || (hard > 0 && int64(n) > hard) {
 		return false
 	}
-	gen := collectGen.Load()
-	collectMu.Lock()
-	if collectGen.Load() == gen {
-		collect()
-	}
-	collectMu.Unlock()
+	assist()
 	return true
 }

@@ -35,10 +35,10 @@ var (
 	releaseCrossings atomic.Uint64
 )
 
-// releaseNow releases one id for Close and stops counting its bytes.
-func releaseNow(id uint64, n int64) error {
-	err := statusErr(C.ferry_buffer_release(C.uint64_t(id)))
-	untrack(n)
+// releaseNow releases b's id for Close and stops counting its bytes.
+func releaseNow(b *Buffer) error {
+	err := statusErr(C.ferry_buffer_release(C.uint64_t(b.id)))
+	untrack(b)
 	return err
 }
 
@@ -98,5 +98,5 @@ func releaseMany(ids []uint64, n int64) {
 	var released C.size_t
 	C.ferry_buffer_release_many((*C.uint64_t)(unsafe.Pointer(&ids[0])), C.size_t(len(ids)), &released)
 	releaseCrossings.Add(1)
-	untrackMany(len(ids), n)
+	untrackBytes(n)
 }

@@ -26,8 +26,6 @@ type Stats struct {
 	// TrackedBytes is the length in bytes of the Buffers that are neither closed nor released by
 	// their cleanup (a slice counts its own length).
 	TrackedBytes int64
-	// TrackedBuffers is the number of such Buffers.
-	TrackedBuffers int64
 	// SoftLimit is the soft limit on TrackedBytes (see SetSoftLimit), 0 for none.
 	SoftLimit int64
 	// PendingReleases is the number of ids that cleanups queued and that wait for a batched release.
@@ -53,8 +51,7 @@ func ReadStats() (Stats, error) {
 		Created:          uint64(c.created),
 		Released:         uint64(c.released),
 		LimitBytes:       uint64(c.limit_bytes),
-		TrackedBytes:     tracked.Load(),
-		TrackedBuffers:   trackedBuffers.Load(),
+		TrackedBytes:     trackedBytes(),
 		SoftLimit:        softLimit.Load(),
 		PendingReleases:  pendingReleases(),
 		CleanupReleases:  cleanupsRun.Load(),
