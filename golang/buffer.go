@@ -1,44 +1,7 @@
 package ferry
 
 /*
-#include "ferry.h"
-
-// A status and a view returned by value: a Go variable whose address went to C would escape to
-// the heap, costing an allocation per create.
-typedef struct {
-	FerryView view;
-	FerryStatus status;
-} ferry_go_made;
-
-static inline ferry_go_made ferry_go_new(size_t len) {
-	ferry_go_made r = {0};
-	r.status = ferry_buffer_new(len, &r.view);
-	return r;
-}
-
-static inline ferry_go_made ferry_go_copy(const uint8_t *data, size_t len) {
-	ferry_go_made r = {0};
-	r.status = ferry_buffer_copy(data, len, &r.view);
-	return r;
-}
-
-static inline ferry_go_made ferry_go_view(uint64_t id) {
-	ferry_go_made r = {0};
-	r.status = ferry_buffer_view(id, &r.view);
-	return r;
-}
-
-static inline ferry_go_made ferry_go_share(uint64_t id) {
-	ferry_go_made r = {0};
-	r.status = ferry_buffer_share(id, &r.view);
-	return r;
-}
-
-static inline ferry_go_made ferry_go_slice(uint64_t id, size_t off, size_t len) {
-	ferry_go_made r = {0};
-	r.status = ferry_buffer_slice(id, off, len, &r.view);
-	return r;
-}
+#include "ferry_go.h"
 */
 import "C"
 
