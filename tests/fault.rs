@@ -17,6 +17,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry::ffi::buffer::*;
+use ferry::ffi::callback::*;
 use ferry::ffi::fault::ferry_fault_panic_next;
 use ferry::ffi::status::ferry_status_message;
 use ferry::ffi::{FerryStats, FerryStatus, FerryView};
@@ -28,6 +29,7 @@ const NOT_COVERED: &[(&str, &str)] = &[
 ];
 
 static HANDED_BACK: AtomicUsize = AtomicUsize::new(0);
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
 
 unsafe extern "C" fn give_back(_: *mut c_void, data: *mut u8, _: usize) {
     HANDED_BACK.fetch_add(1, Ordering::SeqCst);
@@ -35,77 +37,249 @@ unsafe extern "C" fn give_back(_: *mut c_void, data: *mut u8, _: usize) {
     unsafe { libc::free(data.cast()) };
 }
 
-/// What an ordinary call left behind for the test to clean up.
-#[derive(Default)]
-struct Made {
+unsafe extern "C" fn add_one(_: *mut c_void, _: u64, value: u64, out: *mut FerryPayload) -> u32 {
+    // SAFETY: ferry passes a valid, zeroed result struct.
+    unsafe { (*out).value = value + 1 };
+    FerryStatus::Ok as u32
+}
+
+unsafe extern "C" fn count_drop(_: *mut c_void) {
+    DROPPED.fetch_add(1, Ordering::SeqCst);
+}
+
+unsafe extern "C" fn ignore_batch(_: *mut c_void, _: *const FerryCompletion, _: usize) {}
+
+/// What a case works on: a prepared buffer id (made before each call), and a callback and a queue
+/// when its setup makes them; plus what an ordinary call left behind.
+struct Ctx {
+    id: u64,
+    cb: u64,
+    q: u64,
+    /// Buffer ids the call made, to release at the end.
     ids: Vec<u64>,
     /// The call consumed the prepared id (a release).
     consumed: bool,
+    /// A callback or queue id the call made, for the teardown.
+    made: u64,
 }
 
-type Call = fn(prepared: u64, made: &mut Made) -> FerryStatus;
+type Step = fn(&mut Ctx);
+type Call = fn(&mut Ctx) -> FerryStatus;
 
-fn view_out(made: &mut Made, f: impl FnOnce(*mut FerryView) -> FerryStatus) -> FerryStatus {
+struct Case {
+    name: &'static str,
+    setup: Step,
+    call: Call,
+    teardown: Step,
+}
+
+fn none(_: &mut Ctx) {}
+
+fn with_callback(c: &mut Ctx) {
+    assert_eq!(
+        ferry_callback_register(Some(add_one), ptr::null_mut(), Some(count_drop), &mut c.cb),
+        FerryStatus::Ok
+    );
+}
+
+fn drop_callback(c: &mut Ctx) {
+    if c.cb != 0 {
+        assert_eq!(ferry_callback_unregister(c.cb), FerryStatus::Ok);
+    }
+}
+
+fn with_queue(c: &mut Ctx) {
+    assert_eq!(ferry_queue_new(&mut c.q), FerryStatus::Ok);
+}
+
+/// Waits for `n` completions on the case's queue, releases their buffers, closes the queue.
+fn drain_and_close(c: &mut Ctx, n: usize) {
+    let mut got = 0;
+    let mut out = [FerryCompletion::default(); 4];
+    while got < n {
+        let mut k = 0usize;
+        assert_eq!(ferry_queue_wait(c.q, out.as_mut_ptr(), 4, 5_000_000_000, &mut k), FerryStatus::Ok);
+        assert!(k > 0, "no completion within 5 s");
+        for done in &out[..k] {
+            if done.buffer != 0 {
+                assert_eq!(ferry_buffer_release(done.buffer), FerryStatus::Ok);
+            }
+        }
+        got += k;
+    }
+    assert_eq!(ferry_queue_close(c.q), FerryStatus::Ok);
+}
+
+fn view_out(c: &mut Ctx, f: impl FnOnce(*mut FerryView) -> FerryStatus) -> FerryStatus {
     let mut v = FerryView { id: 0, ptr: ptr::null_mut(), len: 0 };
     let st = f(&mut v);
     if st == FerryStatus::Ok {
-        made.ids.push(v.id);
+        c.ids.push(v.id);
     }
     st
 }
 
-fn cases() -> Vec<(&'static str, Call)> {
+const TAG: u64 = 77;
+
+fn cases() -> Vec<Case> {
+    let case = |name, call| Case { name, setup: none, call, teardown: none };
     vec![
-        ("ferry_buffer_new", |_, m| view_out(m, |o| ferry_buffer_new(64, o))),
-        ("ferry_buffer_copy", |_, m| view_out(m, |o| ferry_buffer_copy(b"abc".as_ptr(), 3, o))),
-        ("ferry_buffer_adopt", |_, m| {
+        case("ferry_buffer_new", |c| view_out(c, |o| ferry_buffer_new(64, o))),
+        case("ferry_buffer_copy", |c| view_out(c, |o| ferry_buffer_copy(b"abc".as_ptr(), 3, o))),
+        case("ferry_buffer_adopt", |c| {
             // SAFETY: malloc of 32 bytes, checked below; ferry frees it through `give_back`, or the
             // test frees it when ferry refuses it.
             let mem = unsafe { libc::malloc(32) }.cast::<u8>();
             assert!(!mem.is_null());
-            let st = view_out(m, |o| ferry_buffer_adopt(mem, 32, Some(give_back), ptr::null_mut(), o));
+            let st = view_out(c, |o| ferry_buffer_adopt(mem, 32, Some(give_back), ptr::null_mut(), o));
             if st != FerryStatus::Ok {
                 // SAFETY: ferry took nothing on error; the memory is still ours.
                 unsafe { libc::free(mem.cast()) };
             }
             st
         }),
-        ("ferry_buffer_view", |id, _| {
+        case("ferry_buffer_view", |c| {
             let mut v = FerryView { id: 0, ptr: ptr::null_mut(), len: 0 };
-            ferry_buffer_view(id, &mut v)
+            ferry_buffer_view(c.id, &mut v)
         }),
-        ("ferry_buffer_share", |id, m| view_out(m, |o| ferry_buffer_share(id, o))),
-        ("ferry_buffer_slice", |id, m| view_out(m, |o| ferry_buffer_slice(id, 2, 4, o))),
-        ("ferry_buffer_copy_out", |id, _| {
+        case("ferry_buffer_share", |c| {
+            let id = c.id;
+            view_out(c, |o| ferry_buffer_share(id, o))
+        }),
+        case("ferry_buffer_slice", |c| {
+            let id = c.id;
+            view_out(c, |o| ferry_buffer_slice(id, 2, 4, o))
+        }),
+        case("ferry_buffer_copy_out", |c| {
             let mut out = [0u8; 8];
-            let st = ferry_buffer_copy_out(id, 0, out.as_mut_ptr(), 8);
+            let st = ferry_buffer_copy_out(c.id, 0, out.as_mut_ptr(), 8);
             if st == FerryStatus::Ok {
                 assert_eq!(&out, b"01234567");
             }
             st
         }),
-        ("ferry_buffer_release", |id, m| {
-            let st = ferry_buffer_release(id);
-            m.consumed = st == FerryStatus::Ok;
+        case("ferry_buffer_release", |c| {
+            let st = ferry_buffer_release(c.id);
+            c.consumed = st == FerryStatus::Ok;
             st
         }),
-        ("ferry_buffer_release_many", |id, m| {
+        case("ferry_buffer_release_many", |c| {
             let mut n = 0usize;
-            let st = ferry_buffer_release_many(&id, 1, &mut n);
-            m.consumed = st == FerryStatus::Ok && n == 1;
+            let st = ferry_buffer_release_many(&c.id, 1, &mut n);
+            c.consumed = st == FerryStatus::Ok && n == 1;
             st
         }),
-        ("ferry_stats_get", |_, _| {
+        case("ferry_stats_get", |_| {
             let mut s = FerryStats::default();
             ferry_stats_get(&mut s)
         }),
-        ("ferry_limit_set", |_, _| ferry_limit_set(0)),
-        ("ferry_peak_reset", |_, _| ferry_peak_reset()),
-        ("ferry_guard_set", |_, _| ferry_guard_set(0)),
-        ("ferry_status_message", |_, _| {
+        case("ferry_limit_set", |_| ferry_limit_set(0)),
+        case("ferry_peak_reset", |_| ferry_peak_reset()),
+        case("ferry_guard_set", |_| ferry_guard_set(0)),
+        case("ferry_status_message", |_| {
             let mut buf = [0 as c_char; 32];
             let mut n = 0usize;
             ferry_status_message(0, buf.as_mut_ptr(), buf.len(), &mut n)
+        }),
+        Case {
+            name: "ferry_callback_register",
+            setup: none,
+            call: |c| ferry_callback_register(Some(add_one), ptr::null_mut(), Some(count_drop), &mut c.cb),
+            teardown: drop_callback,
+        },
+        Case {
+            name: "ferry_callback_unregister",
+            setup: with_callback,
+            call: |c| {
+                let st = ferry_callback_unregister(c.cb);
+                if st == FerryStatus::Ok {
+                    c.cb = 0;
+                }
+                st
+            },
+            teardown: drop_callback,
+        },
+        Case {
+            name: "ferry_callback_invoke",
+            setup: with_callback,
+            call: |c| {
+                let mut r = FerryPayload::default();
+                let st = ferry_callback_invoke(c.cb, c.id, 41, &mut r);
+                if st == FerryStatus::Ok {
+                    assert_eq!(r.value, 42);
+                }
+                st
+            },
+            teardown: drop_callback,
+        },
+        Case {
+            name: "ferry_queue_new",
+            setup: none,
+            call: |c| ferry_queue_new(&mut c.made),
+            teardown: |c| assert_eq!(ferry_queue_close(c.made), FerryStatus::Ok),
+        },
+        Case {
+            name: "ferry_queue_new_sink",
+            setup: none,
+            call: |c| ferry_queue_new_sink(Some(ignore_batch), ptr::null_mut(), 8, &mut c.made),
+            teardown: |c| assert_eq!(ferry_queue_close(c.made), FerryStatus::Ok),
+        },
+        Case {
+            name: "ferry_queue_close",
+            setup: with_queue,
+            call: |c| {
+                let st = ferry_queue_close(c.q);
+                if st == FerryStatus::Ok {
+                    c.q = 0;
+                }
+                st
+            },
+            teardown: |c| assert_eq!(c.q, 0, "queue still open"),
+        },
+        Case {
+            name: "ferry_queue_wait",
+            setup: with_queue,
+            call: |c| {
+                let mut out = [FerryCompletion::default(); 2];
+                let mut n = 7usize;
+                let st = ferry_queue_wait(c.q, out.as_mut_ptr(), 2, 0, &mut n);
+                if st == FerryStatus::Ok {
+                    assert_eq!(n, 0);
+                }
+                st
+            },
+            teardown: |c| drain_and_close(c, 0),
+        },
+        Case {
+            name: "ferry_queue_post",
+            setup: with_queue,
+            call: |c| {
+                let item = FerryCompletion { tag: TAG, status: FerryStatus::Ok as u32, ..Default::default() };
+                ferry_queue_post(c.q, &item, 1)
+            },
+            teardown: |c| drain_and_close(c, 1),
+        },
+        Case {
+            name: "ferry_async_submit",
+            setup: with_queue,
+            call: |c| ferry_async_submit(c.q, TAG, FERRY_OP_ECHO, c.id, 0, 5),
+            teardown: |c| drain_and_close(c, 1),
+        },
+        Case {
+            name: "ferry_async_cancel",
+            setup: |c| {
+                with_queue(c);
+                // A 10 s sleep that the cancel cuts short.
+                assert_eq!(ferry_async_submit(c.q, TAG, FERRY_OP_SLEEP, 0, 10_000_000, 0), FerryStatus::Ok);
+            },
+            call: |c| ferry_async_cancel(c.q, TAG),
+            teardown: |c| drain_and_close(c, 1),
+        },
+        case("ferry_pool_configure", |_| ferry_pool_configure(0, 0, 0)),
+        case("ferry_pool_shutdown", |_| ferry_pool_shutdown()),
+        case("ferry_callback_stats", |_| {
+            let mut s = FerryCallbackStats::default();
+            ferry_callback_stats(&mut s)
         }),
     ]
 }
@@ -139,6 +313,12 @@ fn stats() -> FerryStats {
     s
 }
 
+fn cb_stats() -> (u64, u64, u64, u64) {
+    let mut s = FerryCallbackStats::default();
+    assert_eq!(ferry_callback_stats(&mut s), FerryStatus::Ok);
+    (s.registered, s.alive, s.queues, s.in_flight)
+}
+
 fn prepare() -> u64 {
     let mut v = FerryView { id: 0, ptr: ptr::null_mut(), len: 0 };
     assert_eq!(ferry_buffer_copy(b"0123456789".as_ptr(), 10, &mut v), FerryStatus::Ok);
@@ -155,36 +335,44 @@ fn assert_intact(id: u64, what: &str) {
     assert_eq!(&out, b"0123456789", "{what}: prepared bytes changed");
 }
 
-/// Panics on a released id are fine too: the table entry is checked before and after.
-fn check_one(name: &str, call: Call, arm_with: &str) {
+fn check_one(case: &Case, arm_with: &str) {
+    let name = case.name;
     let before = stats();
+    let cb_before = cb_stats();
     let back_before = HANDED_BACK.load(Ordering::SeqCst);
+    let drops_before = DROPPED.load(Ordering::SeqCst);
+
+    let mut c = Ctx { id: prepare(), cb: 0, q: 0, ids: Vec::new(), consumed: false, made: 0 };
+    (case.setup)(&mut c);
+    let set_up = stats();
+    let cb_set_up = cb_stats();
 
     // 1. Armed: the call panics inside the boundary and says so; nothing changes.
-    let id = prepare();
     arm(arm_with);
-    let mut made = Made::default();
-    let st = call(id, &mut made);
+    let st = (case.call)(&mut c);
     assert_eq!(st, FerryStatus::Panic, "{name} (armed with {arm_with:?}) did not report the panic");
-    assert!(made.ids.is_empty() && !made.consumed, "{name}: a panicking call still did its work");
-    assert_intact(id, name);
+    assert!(c.ids.is_empty() && !c.consumed && c.made == 0, "{name}: a panicking call still did its work");
+    assert_intact(c.id, name);
     let s = stats();
     assert_eq!(
         (s.live_ids, s.live_bytes, s.created, s.released),
-        (before.live_ids + 1, before.live_bytes + 10, before.created + 1, before.released),
-        "{name}: the table changed across a panicking call"
+        (set_up.live_ids, set_up.live_bytes, set_up.created, set_up.released),
+        "{name}: the buffer table changed across a panicking call"
     );
+    assert_eq!(cb_stats(), cb_set_up, "{name}: callback state changed across a panicking call");
     assert_eq!(HANDED_BACK.load(Ordering::SeqCst), back_before, "{name}: a release callback ran");
+    assert_eq!(DROPPED.load(Ordering::SeqCst), drops_before, "{name}: a callback drop function ran");
 
     // 2. The panic was one-shot: the next ordinary call succeeds.
-    let st = call(id, &mut made);
+    let st = (case.call)(&mut c);
     assert_eq!(st, FerryStatus::Ok, "{name}: the call after the panic failed");
 
-    // 3. Clean up and check the table went back to where it was.
-    let mut ids = made.ids;
-    if !made.consumed {
-        assert_intact(id, name);
-        ids.push(id);
+    // 3. Clean up, and check everything went back to where it was.
+    (case.teardown)(&mut c);
+    let mut ids = std::mem::take(&mut c.ids);
+    if !c.consumed {
+        assert_intact(c.id, name);
+        ids.push(c.id);
     }
     let mut n = 0usize;
     assert_eq!(
@@ -199,6 +387,7 @@ fn check_one(name: &str, call: Call, arm_with: &str) {
         (before.live_ids, before.live_bytes),
         "{name}: table not back to start"
     );
+    assert_eq!(cb_stats(), cb_before, "{name}: callbacks or queues left behind");
 }
 
 #[test]
@@ -214,7 +403,7 @@ fn every_exported_function_survives_a_panic() {
     }));
 
     let cases = cases();
-    let covered: BTreeSet<String> = cases.iter().map(|(n, _)| n.to_string()).collect();
+    let covered: BTreeSet<String> = cases.iter().map(|c| c.name.to_string()).collect();
     let skipped: BTreeSet<String> = NOT_COVERED.iter().map(|(n, _)| n.to_string()).collect();
     let header = exported();
     let missing: Vec<_> = header.difference(&covered).filter(|n| !skipped.contains(*n)).collect();
@@ -223,9 +412,9 @@ fn every_exported_function_survives_a_panic() {
     assert!(unknown.is_empty(), "cases for functions not in ffi/ferry.h: {unknown:?}");
 
     let start = stats();
-    for (name, call) in &cases {
-        check_one(name, *call, name);
-        check_one(name, *call, "*");
+    for case in &cases {
+        check_one(case, case.name);
+        check_one(case, "*");
     }
     // A disarmed name fires nothing.
     arm("ferry_buffer_view");
@@ -238,6 +427,9 @@ fn every_exported_function_survives_a_panic() {
     let end = stats();
     assert_eq!((end.live_ids, end.live_bytes), (start.live_ids, start.live_bytes));
     assert_eq!(HANDED_BACK.load(Ordering::SeqCst), 2, "adopt: one hand-back per ordinary adopt");
+    // Two callbacks registered by each of register, unregister and invoke: all dropped once.
+    assert_eq!(DROPPED.load(Ordering::SeqCst), 6, "callback drop functions");
+    assert_eq!(ferry_pool_shutdown(), FerryStatus::Ok);
     println!(
         "fault: {} exported functions each panicked twice (by name and by \"*\") and recovered; \
          not covered: {:?}",
