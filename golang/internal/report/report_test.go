@@ -337,8 +337,9 @@ func TestTableMarkdown(t *testing.T) {
 	tb := &Table{Header: []string{"name", "n"}}
 	tb.AddRow("a|b", "12")
 	tb.AddRow("two\nlines", "-3")
+	tb.AddRow("none", "—")
 	got := tb.Markdown()
-	want := "| name | n |\n| --- | ---: |\n| a\\|b | 12 |\n| two lines | -3 |\n"
+	want := "| name | n |\n| --- | ---: |\n| a\\|b | 12 |\n| two lines | -3 |\n| none | — |\n"
 	if got != want {
 		t.Errorf("Markdown():\n%s\nwant:\n%s", got, want)
 	}

@@ -8,7 +8,8 @@ import (
 )
 
 // Table is a table of strings: a header row and body rows. A column whose body cells all look like
-// numbers (see numeric) is right-aligned, in text and in Markdown.
+// numbers (see numeric) is right-aligned, in text and in Markdown; empty cells and placeholders
+// ("—", "-") do not count.
 type Table struct {
 	Header []string
 	Rows   [][]string
@@ -44,7 +45,7 @@ func (t *Table) rightAligned() []bool {
 		right[c] = true
 		for _, r := range t.Rows {
 			s := cell(r, c)
-			if s == "" {
+			if s == "" || s == "—" || s == "-" {
 				continue
 			}
 			seen = true
