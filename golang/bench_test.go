@@ -1,6 +1,7 @@
 package ferry
 
 import (
+	"runtime"
 	"runtime/cgo"
 	"testing"
 	"unsafe"
@@ -99,6 +100,27 @@ func BenchmarkLifecycle(b *testing.B) {
 		}
 		sinkSlice = buf.Bytes()
 		buf.Close()
+	}
+}
+
+// BenchmarkRawNewRelease is the floor under BenchmarkRoundTrip: the same two C ABI calls (create,
+// release) with no Buffer, no cleanup and no accounting.
+func BenchmarkRawNewRelease(b *testing.B) {
+	for range b.N {
+		if err := rawNewRelease(64); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAddCleanupStop is the Go runtime's share of BenchmarkRoundTrip: allocate a small object,
+// attach a cleanup, stop it.
+func BenchmarkAddCleanupStop(b *testing.B) {
+	for range b.N {
+		o := &Buffer{}
+		c := runtime.AddCleanup(o, func(int) {}, 0)
+		c.Stop()
+		runtime.KeepAlive(o)
 	}
 }
 
