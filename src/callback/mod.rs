@@ -36,10 +36,11 @@ use std::fmt;
 use crate::error::Error;
 
 mod handles;
+mod hazard;
 pub mod ops;
 pub mod pool;
 pub mod queue;
-mod registry;
+pub(crate) mod registry;
 
 pub use ops::{fnv1a64, Op, Request};
 pub use pool::{configure, shutdown, spawn, submit, PoolConfig};

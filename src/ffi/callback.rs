@@ -9,8 +9,6 @@
 //! - A sink's `user_data` must stay valid until ferry_queue_close returns for that queue.
 
 use std::os::raw::c_void;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::boundary::run;
@@ -176,7 +174,6 @@ struct Foreign {
     f: unsafe extern "C" fn(*mut c_void, u64, u64, *mut FerryPayload) -> u32,
     user_data: *mut c_void,
     drop: FerryDropFn,
-    armed: AtomicBool,
 }
 
 // SAFETY: the register contract says the callback and its drop function may be called from any
@@ -206,9 +203,6 @@ impl Foreign {
 
 impl Drop for Foreign {
     fn drop(&mut self) {
-        if !self.armed.load(Ordering::Acquire) {
-            return;
-        }
         if let Some(d) = self.drop {
             // SAFETY: called exactly once (Drop), with the user_data registered alongside it.
             unsafe { d(self.user_data) }
@@ -232,12 +226,11 @@ pub extern "C" fn ferry_callback_register(
     run("ferry_callback_register", || {
         let out = nonnull_mut(id_out)?;
         let f = f.ok_or(FerryStatus::NullPointer)?;
-        // The drop function is armed only once the register has succeeded: a failed register
-        // drops the closure, and must not call `drop` then.
-        let foreign = Arc::new(Foreign { f, user_data, drop, armed: AtomicBool::new(false) });
-        let held = foreign.clone();
-        let id = callback::register(move |p| held.call(p))?;
-        foreign.armed.store(true, Ordering::Release);
+        // Take the slot first: once the Foreign exists, dropping it calls `drop`, which a failed
+        // register must not do.
+        let slot = crate::callback::registry::reserve()?;
+        let foreign = Foreign { f, user_data, drop };
+        let id = slot.fill(Box::new(move |p| foreign.call(p)));
         write(out, id)
     })
 }
@@ -491,7 +484,7 @@ pub extern "C" fn ferry_callback_stats(stats_out: *mut FerryCallbackStats) -> Fe
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 

@@ -1,0 +1,6 @@
+//go:build race
+
+package ferry
+
+// raceEnabled is true under -race: the long callback tests then run fewer items.
+const raceEnabled = true
