@@ -39,9 +39,7 @@ func TestReliabilitySignals(t *testing.T) {
 					return
 				}
 				b.Bytes()[0] = byte(i)
-				if i%2 == 0 {
-					b.Close()
-				}
+				b.Close()
 			}
 		}()
 	}
