@@ -58,8 +58,9 @@ func TestStressCloseRacesUse(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			for j := range c.Bytes() {
-				c.Bytes()[j] = 0xEE
+			p := c.Bytes()
+			for j := range p {
+				p[j] = 0xEE
 			}
 			c.Close()
 		}
