@@ -39,7 +39,6 @@ type Buffer struct {
 const (
 	closedBit   = 1 << 62
 	releasedBit = 1 << 61
-	leaseMask   = releasedBit - 1
 )
 
 // cleanupArg is what the GC backstop needs to release a Buffer's id: never the Buffer itself.
@@ -154,10 +153,12 @@ func (b *Buffer) Len() int {
 // is closed. An empty buffer gives a nil slice.
 func (b *Buffer) Bytes() []byte {
 	debugCollect()
-	if b.state.Load()&closedBit != 0 {
+	// The address is loaded before the state is checked: it is cleared only after closedBit is set.
+	p := atomic.LoadPointer(&b.ptr)
+	if b.state.Load()&closedBit != 0 || (p == nil && b.n != 0) {
 		panic(&Error{Status: StatusClosed, Msg: "Bytes called on a closed Buffer"})
 	}
-	return b.data()
+	return unsafe.Slice((*byte)(p), b.n)
 }
 
 // View calls fn with the buffer's bytes (Rust memory, not a copy) and keeps the buffer open and
