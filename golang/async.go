@@ -91,11 +91,15 @@ type Request struct {
 
 // Future is the pending result of an asynchronous call. Its methods are for one goroutine.
 type Future struct {
-	e    *engine
-	tag  uint64
-	ctx  context.Context
-	done chan struct{}
-	// c is written by the engine's consumer before it closes done.
+	e   *engine
+	tag uint64
+	ctx context.Context
+	// state is futPending, futWaiting (ch is made and someone may block on it), futDone (c is
+	// set) or futCancelled (Wait gave up; the consumer releases a late result).
+	state atomic.Uint32
+	// ch is made by the first Done or Wait that must block, before state becomes futWaiting.
+	ch chan struct{}
+	// c is written by the engine's consumer before it sets futDone.
 	c completion
 	// Wait's outcome, kept for later calls.
 	waited bool
@@ -103,13 +107,54 @@ type Future struct {
 	err    error
 }
 
+const (
+	futPending uint32 = iota
+	futWaiting
+	futDone
+	futCancelled
+)
+
 type completion struct {
 	status        Status
 	buffer, value uint64
 }
 
-// Done returns a channel that is closed when the result has arrived (not when the context ends).
-func (f *Future) Done() <-chan struct{} { return f.done }
+// closedChan is returned by Done once the result is there.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// Done returns a channel that is closed when the result has arrived (never, for a call whose Wait
+// gave up because its context ended).
+func (f *Future) Done() <-chan struct{} {
+	if f.ch != nil {
+		return f.ch
+	}
+	if f.state.Load() == futDone {
+		return closedChan
+	}
+	// The channel costs an allocation and a close: only calls that really wait pay for it.
+	f.ch = make(chan struct{})
+	if !f.state.CompareAndSwap(futPending, futWaiting) {
+		return closedChan // done meanwhile
+	}
+	return f.ch
+}
+
+// resolve hands c to the Future (the consumer's side); it reports false if the Future was
+// cancelled, in which case the caller releases c's buffer.
+func (f *Future) resolve(c completion) bool {
+	f.c = c
+	switch f.state.Swap(futDone) {
+	case futWaiting:
+		close(f.ch)
+	case futCancelled:
+		return false
+	}
+	return true
+}
 
 // Wait waits for the result or for the context given to Submit to end, whichever comes first.
 //
@@ -123,22 +168,19 @@ func (f *Future) Wait() (Payload, error) {
 		return f.out, f.err
 	}
 	f.waited = true
-	select {
-	case <-f.done:
-	default:
+	if f.state.Load() != futDone {
 		select {
-		case <-f.done:
+		case <-f.Done():
 		case <-f.ctx.Done():
 			f.err = &cancelError{f.ctx.Err()}
-			if f.e.forget(f.tag) {
-				// The consumer will find no one waiting and release a late result itself.
-				C.ferry_async_cancel(C.uint64_t(f.e.queue), C.uint64_t(f.tag))
-			} else {
-				// The consumer took the entry and is about to hand the result over: take it, release it.
-				<-f.done
+			if f.state.Swap(futCancelled) == futDone {
+				// The result came in the meantime: nobody will take it, so release it now.
 				if f.c.buffer != 0 {
 					C.ferry_buffer_release(C.uint64_t(f.c.buffer))
 				}
+			} else {
+				// The consumer will release a late result; tell Rust to skip or stop the job.
+				C.ferry_async_cancel(C.uint64_t(f.e.queue), C.uint64_t(f.tag))
 			}
 			return f.out, f.err
 		}
@@ -228,7 +270,10 @@ func NewFuture(ctx context.Context) (f *Future, queue, tag uint64, err error) {
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	f = e.expect(ctx)
+	f, err = e.expect(ctx)
+	if err != nil {
+		return nil, 0, 0, err
+	}
 	return f, e.queue, f.tag, nil
 }
 
@@ -283,14 +328,126 @@ type engine struct {
 	batch  int
 	closed atomic.Bool
 	exited chan struct{} // modePoll: closed when the poller goroutine returns
+	calls  callTable
 
-	nextTag atomic.Uint64
-	mu      sync.Mutex
-	pending map[uint64]*Future
+	// countOnly makes the consumer only count what it receives (benchmarks of the bare crossing).
+	countOnly bool
+	counted   atomic.Int64
 
 	// Only the consumer (the poller goroutine, or the sink's delivery thread) touches these.
-	futs []*Future
-	late []uint64
+	late  []uint64
+	freed []uint32
+}
+
+// callTable holds the Futures waiting on an engine, by tag. A tag is generation<<32 | slot+1, so
+// the consumer finds a Future with two loads and no lock or hashing, and a stale tag (a late
+// duplicate, a forged post) never finds a Future that reused its slot. A slot is freed when its
+// completion arrives (every successful submit has exactly one), when its submit fails, or when the
+// engine closes; slots come back to the free list in batches.
+type callTable struct {
+	live   atomic.Int64 // Futures in the table
+	mu     sync.Mutex
+	free   []uint32
+	gens   []uint32
+	chunks [callChunks]atomic.Pointer[[callChunkSize]atomic.Pointer[Future]]
+}
+
+const (
+	callChunkSize = 1024
+	callChunks    = 4096 // at most 4M calls in flight per engine
+)
+
+// add gives f a slot and sets f.tag; false if the table is full.
+func (t *callTable) add(f *Future) bool {
+	t.mu.Lock()
+	var slot uint32
+	if n := len(t.free); n > 0 {
+		slot = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		if len(t.gens) == callChunks*callChunkSize {
+			t.mu.Unlock()
+			return false
+		}
+		slot = uint32(len(t.gens))
+		t.gens = append(t.gens, 0)
+		if slot%callChunkSize == 0 {
+			t.chunks[slot/callChunkSize].Store(new([callChunkSize]atomic.Pointer[Future]))
+		}
+	}
+	t.gens[slot]++
+	f.tag = uint64(t.gens[slot])<<32 | uint64(slot+1)
+	ref := &t.chunks[slot/callChunkSize].Load()[slot%callChunkSize]
+	t.mu.Unlock()
+	ref.Store(f)
+	t.live.Add(1)
+	return true
+}
+
+func (t *callTable) ref(tag uint64) *atomic.Pointer[Future] {
+	slot := uint32(tag) - 1
+	if tag>>32 == 0 || slot >= callChunks*callChunkSize {
+		return nil
+	}
+	c := t.chunks[slot/callChunkSize].Load()
+	if c == nil {
+		return nil
+	}
+	return &c[slot%callChunkSize]
+}
+
+// take removes and returns the Future for tag (the consumer's side), or nil.
+func (t *callTable) take(tag uint64) *Future {
+	r := t.ref(tag)
+	if r == nil {
+		return nil
+	}
+	f := r.Load()
+	if f == nil || f.tag != tag {
+		return nil
+	}
+	r.Store(nil)
+	t.live.Add(-1)
+	return f
+}
+
+// swapOut removes the Future for tag if it is still there, for paths that may race each other
+// (a failed submit, closing); the caller then frees the slot.
+func (t *callTable) swapOut(tag uint64) *Future {
+	r := t.ref(tag)
+	if r == nil {
+		return nil
+	}
+	f := r.Load()
+	if f == nil || f.tag != tag || !r.CompareAndSwap(f, nil) {
+		return nil
+	}
+	t.live.Add(-1)
+	return f
+}
+
+// release puts slots back on the free list.
+func (t *callTable) release(slots ...uint32) {
+	t.mu.Lock()
+	t.free = append(t.free, slots...)
+	t.mu.Unlock()
+}
+
+// all removes and returns every Future still in the table.
+func (t *callTable) all() []*Future {
+	t.mu.Lock()
+	n := len(t.gens)
+	t.mu.Unlock()
+	var fs []*Future
+	for slot := 0; slot < n; slot++ {
+		c := t.chunks[slot/callChunkSize].Load()
+		if f := c[slot%callChunkSize].Swap(nil); f != nil {
+			t.live.Add(-1)
+			fs = append(fs, f)
+			t.release(uint32(slot))
+		}
+	}
+	return fs
 }
 
 var defEngine struct {
@@ -321,14 +478,16 @@ func defaultEngine() (*engine, error) {
 // newEngine makes a queue and starts its consumer: a goroutine (modePoll) or a Rust delivery
 // thread calling ferryGoSink (modeSink), taking up to batch completions per crossing.
 func newEngine(mode deliveryMode, batch int) (*engine, error) {
+	return startEngine(&engine{mode: mode, batch: batch})
+}
+
+func startEngine(e *engine) (*engine, error) {
 	ensureConfig()
-	e := &engine{mode: mode, batch: batch, pending: make(map[uint64]*Future)}
-	e.futs = make([]*Future, 0, batch)
-	switch mode {
+	switch e.mode {
 	case modeSink:
 		e.key = nextKey.Add(1)
 		sinkEngines.Store(e.key, e)
-		r := C.ferry_cb_queue_new_sink(C.uintptr_t(e.key), C.size_t(batch))
+		r := C.ferry_cb_queue_new_sink(C.uintptr_t(e.key), C.size_t(e.batch))
 		if r.status != C.FERRY_STATUS_OK {
 			sinkEngines.Delete(e.key)
 			return nil, statusErr(r.status)
@@ -386,61 +545,57 @@ func releaseLate(items []C.FerryCompletion) {
 	}
 }
 
-// deliver resolves the Futures of a batch: one lock for the whole batch, then each Future's done
-// channel is closed. Results nobody waits for any more (cancelled) have their buffers released in
-// one crossing.
+// deliver resolves the Futures of a batch: per completion, two loads and a store to find and
+// remove the Future, and one swap to hand the result over (a channel is closed only if someone
+// blocks in Wait). Results nobody waits for any more (cancelled, unknown tags) are released in one
+// crossing, and the freed slots go back in one lock.
 func (e *engine) deliver(items []C.FerryCompletion) {
-	futs := e.futs[:0]
-	e.mu.Lock()
-	for i := range items {
-		tag := uint64(items[i].tag)
-		f := e.pending[tag]
-		if f != nil {
-			delete(e.pending, tag)
-		}
-		futs = append(futs, f)
+	if e.countOnly {
+		e.counted.Add(int64(len(items)))
+		return
 	}
-	e.mu.Unlock()
-	late := e.late[:0]
-	for i, f := range futs {
+	late, freed := e.late[:0], e.freed[:0]
+	for i := range items {
 		it := &items[i]
-		if f == nil {
-			if it.buffer != 0 {
-				late = append(late, uint64(it.buffer))
-			}
-			continue
+		tag := uint64(it.tag)
+		c := completion{status: Status(it.status), buffer: uint64(it.buffer), value: uint64(it.value)}
+		f := e.calls.take(tag)
+		if f != nil {
+			freed = append(freed, uint32(tag)-1)
 		}
-		f.c = completion{status: Status(it.status), buffer: uint64(it.buffer), value: uint64(it.value)}
-		close(f.done)
+		if (f == nil || !f.resolve(c)) && c.buffer != 0 {
+			late = append(late, c.buffer)
+		}
 	}
 	if len(late) > 0 {
 		C.ferry_buffer_release_many((*C.uint64_t)(unsafe.Pointer(&late[0])), C.size_t(len(late)), nil)
 	}
-	clear(futs)
-	e.futs, e.late = futs[:0], late[:0]
+	if len(freed) > 0 {
+		e.calls.release(freed...)
+	}
+	e.late, e.freed = late[:0], freed[:0]
 }
 
 // expect registers a new Future under a fresh tag.
-func (e *engine) expect(ctx context.Context) *Future {
-	f := &Future{e: e, tag: e.nextTag.Add(1), ctx: ctx, done: make(chan struct{})}
-	e.mu.Lock()
-	e.pending[f.tag] = f
-	e.mu.Unlock()
-	if e.closed.Load() {
-		// close may have swept pending before our insert; fail the Future ourselves.
-		e.failPending()
+func (e *engine) expect(ctx context.Context) (*Future, error) {
+	f := &Future{e: e, ctx: ctx}
+	if !e.calls.add(f) {
+		return nil, &Error{Status: StatusTableFull, Msg: "too many async calls in flight"}
 	}
-	return f
+	if e.closed.Load() {
+		// close may have swept the table before f went in: fail f ourselves.
+		e.fail(f.tag)
+		return nil, &Error{Status: StatusClosed, Msg: "async engine is shut down"}
+	}
+	return f, nil
 }
 
-// forget removes tag from the pending calls; it reports whether it was still there (if not, the
-// consumer has taken it and is delivering it).
-func (e *engine) forget(tag uint64) bool {
-	e.mu.Lock()
-	_, ok := e.pending[tag]
-	delete(e.pending, tag)
-	e.mu.Unlock()
-	return ok
+// fail resolves the Future for tag with CLOSED if it is still in the table, and frees its slot.
+func (e *engine) fail(tag uint64) {
+	if f := e.calls.swapOut(tag); f != nil {
+		e.calls.release(uint32(tag) - 1)
+		f.resolve(completion{status: StatusClosed})
+	}
 }
 
 func (e *engine) submit(ctx context.Context, req Request) (*Future, error) {
@@ -454,7 +609,13 @@ func (e *engine) submit(ctx context.Context, req Request) (*Future, error) {
 		}
 		in = req.Input.id
 	}
-	f := e.expect(ctx)
+	f, err := e.expect(ctx)
+	if err != nil {
+		if req.Input != nil {
+			req.Input.unlease()
+		}
+		return nil, err
+	}
 	var st C.FerryStatus
 	for attempt := 0; ; attempt++ {
 		st = C.ferry_async_submit(C.uint64_t(e.queue), C.uint64_t(f.tag), C.uint32_t(req.Op), C.uint64_t(in),
@@ -473,7 +634,10 @@ func (e *engine) submit(ctx context.Context, req Request) (*Future, error) {
 		runtime.KeepAlive(req.Input)
 	}
 	if st != C.FERRY_STATUS_OK {
-		e.forget(f.tag)
+		// No completion will come: free the slot (unless close already swept it).
+		if e.calls.swapOut(f.tag) != nil {
+			e.calls.release(uint32(f.tag) - 1)
+		}
 		if st == C.FERRY_STATUS_QUEUE_FULL {
 			return nil, &cancelError{ctx.Err()}
 		}
@@ -494,19 +658,7 @@ func (e *engine) close() {
 	} else {
 		sinkEngines.Delete(e.key)
 	}
-	e.failPending()
-}
-
-func (e *engine) failPending() {
-	e.mu.Lock()
-	var fs []*Future
-	for tag, f := range e.pending {
-		delete(e.pending, tag)
-		fs = append(fs, f)
-	}
-	e.mu.Unlock()
-	for _, f := range fs {
-		f.c = completion{status: StatusClosed}
-		close(f.done)
+	for _, f := range e.calls.all() {
+		f.resolve(completion{status: StatusClosed})
 	}
 }

@@ -267,10 +267,7 @@ func TestCancelUnderLoadLeaksNothing(t *testing.T) {
 	waitLive(t, base.LiveIDs, 5*time.Second)
 	waitFor(t, 2*time.Second, "no job in flight", func() bool { return mustCallbackStats(t).InFlight == 0 })
 	e, _ := defaultEngine()
-	e.mu.Lock()
-	left := len(e.pending)
-	e.mu.Unlock()
-	if left != 0 {
+	if left := e.calls.live.Load(); left != 0 {
 		t.Fatalf("%d calls still pending in Go", left)
 	}
 }

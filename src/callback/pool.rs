@@ -49,7 +49,12 @@ struct Job {
 
 struct State {
     jobs: VecDeque<Job>,
+    /// Workers asleep on the condition variable.
     idle: usize,
+    /// Of those, how many were notified and have not woken yet: a submit wakes a worker only if
+    /// one is asleep and not already on its way, so a burst of submits makes one wake-up, not one
+    /// futex call each.
+    signaled: usize,
     running: bool,
     closing: bool,
     threads: Vec<JoinHandle<()>>,
@@ -67,6 +72,7 @@ static POOL: Pool = Pool {
     state: Mutex::new(State {
         jobs: VecDeque::new(),
         idle: 0,
+        signaled: 0,
         running: false,
         closing: false,
         threads: Vec::new(),
@@ -160,7 +166,10 @@ fn enqueue(queue: u64, tag: u64, work: Work) -> Result<(), CallError> {
         return Err(e);
     }
     st.jobs.push_back(Job { work, done });
-    let wake = st.idle > 0;
+    let wake = st.idle > st.signaled && st.jobs.len() > st.signaled;
+    if wake {
+        st.signaled += 1;
+    }
     drop(st);
     if wake {
         POOL.cv.notify_one();
@@ -202,6 +211,7 @@ fn next_job() -> Option<Job> {
         st.idle += 1;
         POOL.cv.wait(&mut st);
         st.idle -= 1;
+        st.signaled = st.signaled.saturating_sub(1);
     }
 }
 

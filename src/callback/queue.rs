@@ -73,6 +73,8 @@ struct JobCtl {
 struct State {
     items: VecDeque<Completion>,
     waiters: usize,
+    /// Waiters notified that have not woken yet (see the pool's `signaled`).
+    signaled: usize,
     closed: bool,
 }
 
@@ -99,7 +101,7 @@ pub struct CompletionQueue {
 impl CompletionQueue {
     fn new(has_sink: bool) -> CompletionQueue {
         CompletionQueue {
-            state: Mutex::new(State { items: VecDeque::new(), waiters: 0, closed: false }),
+            state: Mutex::new(State { items: VecDeque::new(), waiters: 0, signaled: 0, closed: false }),
             cv: Condvar::new(),
             inflight: Mutex::new(TagMap::default()),
             sink: Mutex::new(None),
@@ -117,7 +119,10 @@ impl CompletionQueue {
             return Err(CallError::Closed);
         }
         st.items.extend(cs);
-        let wake = st.waiters > 0;
+        let wake = st.waiters > st.signaled;
+        if wake {
+            st.signaled += 1;
+        }
         drop(st);
         if wake {
             self.cv.notify_one();
@@ -183,6 +188,7 @@ impl CompletionQueue {
                 }
             };
             st.waiters -= 1;
+            st.signaled = st.signaled.saturating_sub(1);
             if timed_out && st.items.is_empty() && !st.closed {
                 return Ok(0);
             }
