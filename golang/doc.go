@@ -14,6 +14,15 @@
 //   - Slice and Share make new ids over the same memory; the memory lives until all are closed.
 //   - Adopt takes ownership of an id made elsewhere (for example by a downstream Rust crate).
 //
+// # Memory pressure
+//
+// Go's collector cannot see Rust memory, so ferry counts the bytes of open Buffers itself. Past the
+// soft limit (DefaultSoftLimit, 256 MiB, or SetSoftLimit, or FERRY_SOFT_LIMIT read on first use)
+// it starts a collection so that the cleanups of unreachable Buffers run, and goroutines that keep
+// allocating past half as much again wait for one. The core's live-byte limit is set to twice the
+// soft limit: a create it refuses is retried after a collection a few times, then fails with
+// ErrLimitReached. ReadStats reports the counters and PublishExpvar exports them.
+//
 // # Build tags
 //
 //   - ferrydebug: every accessor forces a garbage collection and released memory is made
