@@ -369,33 +369,32 @@ func (f *failureRing) take(token uint64) (failureRecord, bool) {
 var errUnknownCallback = errors.New("ferry: callback key not registered on the Go side")
 
 // runCallback is the body of the invoke trampoline: it runs the Go function for key, recovering a
-// panic, and reports the status and the result (or a failure token) to Rust.
-func runCallback(key uintptr, buffer, value uint64) (status Status, outBuf, outVal uint64) {
+// panic, and stores the result (or a failure token) in *out for Rust.
+func runCallback(key uintptr, buffer, value uint64, out *C.FerryPayload) (status C.uint32_t) {
 	fn := goCallbacks.get(key)
 	if fn == nil {
-		return StatusCallbackFailed, 0, failures.put(failureRecord{err: errUnknownCallback})
+		out.value = C.uint64_t(failures.put(failureRecord{err: errUnknownCallback}))
+		return C.FERRY_STATUS_CALLBACK_FAILED
 	}
 	var in Payload
+	defer rescue(&status, out, &in)
 	in.Value = value
-	defer func() {
-		if p := recover(); p != nil {
-			if in.Buffer != nil {
-				in.Buffer.Close()
-			}
-			status, outBuf = StatusCallbackPanic, 0
-			outVal = failures.put(failureRecord{panic: p, stack: debug.Stack()})
-		}
-	}()
 	if buffer != 0 {
 		r := C.ferry_cb_share(C.uint64_t(buffer))
 		if r.status != C.FERRY_STATUS_OK {
-			return StatusCallbackFailed, 0, failures.put(failureRecord{err: statusErr(r.status)})
+			out.value = C.uint64_t(failures.put(failureRecord{err: statusErr(r.status)}))
+			return C.FERRY_STATUS_CALLBACK_FAILED
 		}
 		in.Buffer = adoptView(r.view)
 	}
-	out, err := fn(in)
-	if err == nil && out.Buffer != nil {
-		outBuf, err = handOver(out.Buffer)
+	res, err := fn(in)
+	if in.Buffer == nil && res.Buffer == nil && err == nil {
+		out.value = C.uint64_t(res.Value)
+		return C.FERRY_STATUS_OK
+	}
+	var outBuf uint64
+	if err == nil && res.Buffer != nil {
+		outBuf, err = handOver(res.Buffer)
 	}
 	if in.Buffer != nil {
 		in.Buffer.Close()
@@ -404,9 +403,24 @@ func runCallback(key uintptr, buffer, value uint64) (status Status, outBuf, outV
 		if outBuf != 0 {
 			C.ferry_buffer_release(C.uint64_t(outBuf))
 		}
-		return StatusCallbackFailed, 0, failures.put(failureRecord{err: err})
+		out.value = C.uint64_t(failures.put(failureRecord{err: err}))
+		return C.FERRY_STATUS_CALLBACK_FAILED
 	}
-	return StatusOK, outBuf, out.Value
+	out.buffer, out.value = C.uint64_t(outBuf), C.uint64_t(res.Value)
+	return C.FERRY_STATUS_OK
+}
+
+// rescue is runCallback's deferred panic handler: a panic in a callback becomes
+// FERRY_STATUS_CALLBACK_PANIC with a failure token, and never unwinds into Rust.
+func rescue(status *C.uint32_t, out *C.FerryPayload, in *Payload) {
+	if p := recover(); p != nil {
+		if in.Buffer != nil {
+			in.Buffer.Close()
+		}
+		out.buffer = 0
+		out.value = C.uint64_t(failures.put(failureRecord{panic: p, stack: debug.Stack()}))
+		*status = C.FERRY_STATUS_CALLBACK_PANIC
+	}
 }
 
 // handOver gives b's id to the caller of a callback: b is detached (closed without releasing), or,

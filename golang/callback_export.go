@@ -16,10 +16,7 @@ import "unsafe"
 //
 //export ferryGoCallback
 func ferryGoCallback(key C.uintptr_t, buffer, value C.uint64_t, resultOut *C.FerryPayload) C.uint32_t {
-	st, b, v := runCallback(uintptr(key), uint64(buffer), uint64(value))
-	resultOut.buffer = C.uint64_t(b)
-	resultOut.value = C.uint64_t(v)
-	return C.uint32_t(st)
+	return runCallback(uintptr(key), uint64(buffer), uint64(value), resultOut)
 }
 
 // ferryGoDrop is the drop hook: Rust has let go of the callback registered under key.

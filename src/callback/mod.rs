@@ -154,6 +154,7 @@ pub fn stats() -> CallbackStats {
 }
 
 /// Runs `f` and turns a panic into `Err(on_panic)`.
+#[inline]
 pub(crate) fn catch<T>(
     on_panic: CallError,
     f: impl FnOnce() -> Result<T, CallError>,

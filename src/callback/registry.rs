@@ -189,6 +189,7 @@ pub struct Callback {
 
 impl Callback {
     /// Calls the callback on this thread. A panic in it becomes [`CallError::CallbackPanic`]`(0)`.
+    #[inline]
     pub fn call(&self, p: Payload) -> Result<Payload, CallError> {
         // SAFETY: this hold keeps `func` in place and unwritten (see the module docs).
         let (f, _) = unsafe { (*self.slot.func.get()).as_ref() }.expect("a held slot has its callback");
