@@ -305,10 +305,14 @@ func ShutdownAsync() error {
 
 // The engine: one completion queue, the calls waiting on it, and its consumer.
 //
-// Delivery is chosen by measurement (see callback_bench_test.go and the package notes): the
+// Delivery is chosen by measurement (BenchmarkCompletionDelivery, 2-core VM, best of 3): the
 // default engine polls (modePoll): one goroutine sits in a blocking ferry_queue_wait that returns
-// as soon as one completion is ready and takes up to pollBatch at once. modeSink, where a Rust
-// delivery thread calls into Go with each batch, is kept for comparison.
+// as soon as one completion is ready (so light load never waits for a batch to fill) and takes up
+// to pollBatch at once. Per completion, the crossing alone costs 142 ns with one Go callback per
+// completion, 114 ns polling one at a time, and 6.5 ns polling 256 at a time (22x); a Rust
+// delivery thread calling Go with batches of 256 (modeSink, kept for comparison and for C users
+// through ferry_queue_new_sink) costs 9.4 ns and needs a thread of its own. Resolving the Futures
+// adds ~45 ns per completion either way.
 type deliveryMode int
 
 const (
