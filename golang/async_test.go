@@ -278,18 +278,19 @@ func TestCancelUnderLoadLeaksNothing(t *testing.T) {
 // ShutdownAsync the goroutines and the OS threads are back to their baseline.
 //
 // Go's runtime keeps the threads (Ms) it made while goroutines were blocked in cgo calls: it never
-// exits an idle M. A warm-up run of the same shape lets it make most of them before the baseline,
-// but it may still add one or two under load. So the check is exact for every thread that is not
-// Go's (ferry's workers and delivery threads; /sched/threads/total counts Go's own), and the
-// growth of Go's idle Ms is logged.
+// exits an idle M. So the baseline is taken after a first run of the same size, which lets the
+// runtime make the Ms this load needs. After the second run every thread that is not Go's must be
+// gone (ferry's workers and delivery threads; /sched/threads/total counts Go's own), exactly; Go's
+// idle-M cache may still grow by one now and then (about one run in six here), so the total may be
+// above the baseline by at most goMSlack.
 func TestMillionCompletions(t *testing.T) {
 	n := 1_000_000
 	if testing.Short() || raceEnabled {
 		n = 50_000
 	}
-	const submitters = 4
+	const submitters, goMSlack = 4, 2
 	resetPool(t, 4)
-	runCompletions(t, 20_000, submitters)
+	runCompletions(t, n, submitters)
 	resetPool(t, 4)
 	runtime.GC()
 	threads0, goThreads0, goroutines0 := osThreads(t), goThreads(), runtime.NumGoroutine()
@@ -310,7 +311,7 @@ func TestMillionCompletions(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		th, gth, g := osThreads(t), goThreads(), runtime.NumGoroutine()
-		if th-gth == threads0-goThreads0 && g <= goroutines0 {
+		if th-gth == threads0-goThreads0 && th <= threads0+goMSlack && g <= goroutines0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -322,8 +323,8 @@ func TestMillionCompletions(t *testing.T) {
 	if s := mustCallbackStats(t); s.Workers != 0 || s.InFlight != 0 {
 		t.Fatalf("after shutdown: %+v", s)
 	}
-	t.Logf("%d completions in %v (%.0f ns each); threads: baseline %d (%d Go's), peak %d (%d Go's), after %d (%d Go's)",
-		n, elapsed, float64(elapsed.Nanoseconds())/float64(n), threads0, goThreads0, peak, peakGo, osThreads(t), goThreads())
+	t.Logf("%d completions in %v (%.0f ns each); threads: baseline %d (%d Go's), peak %d (%d Go's), after %d",
+		n, elapsed, float64(elapsed.Nanoseconds())/float64(n), threads0, goThreads0, peak, peakGo, osThreads(t))
 }
 
 // runCompletions makes n echo calls from `submitters` goroutines, each keeping up to 512 calls in
