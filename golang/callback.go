@@ -338,24 +338,28 @@ type failureRing struct {
 	recs [failureRingSize]failureRecord
 }
 
-// put stores a record and returns its token (never 0).
+// failureTokenTag marks the detail values that are Go failure tokens, so that a C callback's own
+// detail code is not mistaken for one (a C callback would have to forge the tag on purpose).
+const failureTokenTag = 0xFE77 << 48
+
+// put stores a record and returns its token.
 func (f *failureRing) put(r failureRecord) uint64 {
 	f.mu.Lock()
 	f.next++
-	r.token = f.next
-	f.recs[r.token%failureRingSize] = r
+	r.token = failureTokenTag | f.next&(1<<48-1)
+	f.recs[f.next%failureRingSize] = r
 	f.mu.Unlock()
 	return r.token
 }
 
 // take returns and forgets the record for token, if it is still there.
 func (f *failureRing) take(token uint64) (failureRecord, bool) {
-	if token == 0 {
+	if token&^(1<<48-1) != failureTokenTag {
 		return failureRecord{}, false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	r := &f.recs[token%failureRingSize]
+	r := &f.recs[(token&(1<<48-1))%failureRingSize]
 	if r.token != token {
 		return failureRecord{}, false
 	}

@@ -296,3 +296,33 @@ func TestClosedCallbackLivesUntilItsJobFinishes(t *testing.T) {
 		return s.Alive == base.Alive && s.GoFuncs == base.GoFuncs
 	})
 }
+
+func TestGoInvokesACCallback(t *testing.T) {
+	id, err := registerCCallback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := InvokeID(id, Payload{}); err != nil || out.Value != 1 {
+		t.Fatalf("%+v, %v", out, err)
+	}
+	// Leave an unclaimed Go failure record around: a C callback's detail must never pick it up.
+	goFail := mustCallback(t, func(in Payload) (Payload, error) { return Payload{}, errors.New("go") })
+	if _, err := goFail.CallAsync(context.Background(), Payload{}); err == nil {
+		t.Fatal("want the Go failure")
+	}
+	_, err = InvokeID(id, Payload{Value: 77})
+	var ce *CallbackError
+	if !errors.As(err, &ce) || ce.Detail != 77 || ce.Err != nil || !errors.Is(err, ErrCallbackFailed) {
+		t.Fatalf("C failure: %v (%+v)", err, ce)
+	}
+	out, err := Do(context.Background(), Request{Op: OpCall, Arg: id, Value: 0})
+	if err != nil || out.Value != 1 {
+		t.Fatalf("C callback on a worker: %+v, %v", out, err)
+	}
+	if err := unregisterID(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := InvokeID(id, Payload{}); !errors.Is(err, ErrInvalidHandle) {
+		t.Fatalf("after unregister: %v", err)
+	}
+}

@@ -39,6 +39,18 @@ static inline FerryStatus ferry_cb_post_range(uint64_t queue, uint64_t first, ui
 	return FERRY_STATUS_OK;
 }
 
+// A C callback: value 0 succeeds with result 1; any other value fails with that value as detail.
+static uint32_t ferry_cb_test_c_callback(void *user_data, uint64_t buffer, uint64_t value, FerryPayload *out) {
+	(void)user_data;
+	(void)buffer;
+	out->value = value == 0 ? 1 : value;
+	return value == 0 ? FERRY_STATUS_OK : FERRY_STATUS_CALLBACK_FAILED;
+}
+
+static inline FerryStatus ferry_cb_test_register_c(uint64_t *id_out) {
+	return ferry_callback_register(ferry_cb_test_c_callback, NULL, NULL, id_out);
+}
+
 static inline FerryStatus ferry_cb_post_one(uint64_t queue, uint64_t tag, uint32_t status, uint64_t buffer, uint64_t value) {
 	FerryCompletion c = {tag, buffer, value, status, 0};
 	return ferry_queue_post(queue, &c, 1);
@@ -60,4 +72,17 @@ func postRange(queue, first uint64, n int, value uint64) error {
 func postCompletion(queue, tag uint64, st Status, buffer, value uint64) error {
 	return statusErr(C.ferry_cb_post_one(C.uint64_t(queue), C.uint64_t(tag), C.uint32_t(st), C.uint64_t(buffer),
 		C.uint64_t(value)))
+}
+
+// registerCCallback registers a C function as a callback (value 0: OK with value 1; else failure
+// with the value as detail) and returns its id.
+func registerCCallback() (uint64, error) {
+	var id C.uint64_t
+	err := statusErr(C.ferry_cb_test_register_c(&id))
+	return uint64(id), err
+}
+
+// unregisterID unregisters callback id.
+func unregisterID(id uint64) error {
+	return statusErr(C.ferry_callback_unregister(C.uint64_t(id)))
 }
