@@ -98,8 +98,9 @@ pub fn configure(c: PoolConfig) -> Result<(), CallError> {
     Ok(())
 }
 
-/// Stops the pool: jobs still waiting complete with `Closed` without running, running jobs finish,
-/// and every worker thread is joined before `shutdown` returns. The next submit starts a new pool.
+/// Stops the pool: jobs still waiting complete with `Closed` without running, running jobs finish
+/// (a job that never ends keeps `shutdown` waiting), and every worker thread is joined before
+/// `shutdown` returns. The next submit starts a new pool.
 /// Errors: `InvalidArgument` when called from a worker thread (it would wait for itself).
 pub fn shutdown() -> Result<(), CallError> {
     if IS_WORKER.with(Cell::get) {
@@ -124,6 +125,7 @@ pub fn shutdown() -> Result<(), CallError> {
     let mut st = POOL.state.lock();
     st.running = false;
     st.closing = false;
+    st.signaled = 0;
     Ok(())
 }
 
