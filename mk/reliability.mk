@@ -4,7 +4,7 @@
 #
 # make test-reliability  (in `make test`) runs rel-fast and then rel-slow-ci:
 #   rel-fast               rel-model rel-fault rel-loom rel-signals rel-go
-#     rel-model            1,000,000 random C ABI calls checked against a model (release build)
+#     rel-model            1,000,000 random C ABI calls checked against a model
 #     rel-fault            a panic injected into every exported function (--features fault-injection)
 #     rel-loom             loom model of the table's slot/generation protocol (--cfg loom)
 #     rel-signals          c_tests/rel_signals.c: dlopen + use installs no signal handler; thread stacks
@@ -44,13 +44,13 @@ rel-fast: rel-model rel-fault rel-loom rel-signals rel-go
 rel-slow-ci: asan valgrind-rust fuzz
 
 rel-model:
-	FERRY_MODEL_OPS=$(REL_MODEL_OPS) $(CARGO) test --release --test model -- --nocapture
+	FERRY_MODEL_OPS=$(REL_MODEL_OPS) $(CARGO) test --test model -- --nocapture
 
 rel-fault:
 	$(CARGO) test --features fault-injection --target-dir target/fault --test fault -- --nocapture
 
 rel-loom loom:
-	RUSTFLAGS="--cfg loom" $(CARGO) test --target-dir target/loom --test loom_table
+	RUSTFLAGS="--cfg loom" $(CARGO) test --manifest-path tests/loom_model/Cargo.toml --target-dir target/loom
 
 rel-signals: lib
 	@mkdir -p $(REL_OUT)

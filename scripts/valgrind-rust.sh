@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Runs every Rust test binary under valgrind (memcheck): any memory error, or any block definitely
-# lost, fails. Builds the binaries first (release profile, and the fault-injection test in its own
-# target dir). Prints one line per binary and "N passed, N failed" (binaries) last.
+# lost, fails. Builds the binaries first (the test profile, as `cargo test` does, and the
+# fault-injection test in its own target dir). Prints one line per binary and "N passed, N failed" (binaries) last.
 #
 #   scripts/valgrind-rust.sh            (make valgrind-rust)
 #
-# FERRY_MODEL_OPS (default 200000 here) bounds the model test, which runs ~50x slower under valgrind.
+# FERRY_MODEL_OPS (default 50000 here) bounds the model test, which runs ~50x slower under valgrind.
 # The unit tests leak their private tables on purpose: scripts/valgrind-rust.supp names exactly those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo=${CARGO:-cargo}
 logs=build/rel/valgrind
 mkdir -p "$logs"
-export FERRY_MODEL_OPS=${FERRY_MODEL_OPS:-200000}
+export FERRY_MODEL_OPS=${FERRY_MODEL_OPS:-50000}
 
 list_tests() { # cargo args... -> executables of the test targets, one per line
     "$cargo" test --no-run --message-format=json "$@" 2>/dev/null | python3 -c '
@@ -27,9 +27,9 @@ for line in sys.stdin:
 '
 }
 
-"$cargo" test --release --no-run --lib --tests
+"$cargo" test --no-run --lib --tests
 "$cargo" test --no-run --features fault-injection --target-dir target/fault --test fault
-bins=$(list_tests --release --lib --tests; list_tests --features fault-injection --target-dir target/fault --test fault)
+bins=$(list_tests --lib --tests; list_tests --features fault-injection --target-dir target/fault --test fault)
 
 pass=0
 fail=0

@@ -16,9 +16,9 @@
 //! releases of one id succeed exactly once; memory is freed exactly once and never while a reader
 //! that got it from the table still uses it; live-byte counts are exact once the threads are joined.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" cargo test --release --target-dir target/loom --test loom_table`
-//! (`make loom`). Without `--cfg loom` this file compiles to nothing.
-#![cfg(loom)]
+//! Run: `RUSTFLAGS="--cfg loom" cargo test --manifest-path tests/loom_model/Cargo.toml
+//! --target-dir target/loom` (`make loom`). Without `--cfg loom` the crate is empty.
+#![cfg(all(loom, test))]
 
 use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use loom::sync::{Arc, Mutex};
