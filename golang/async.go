@@ -221,6 +221,10 @@ func (e *cancelError) Unwrap() error { return e.ctxErr }
 
 // Submit starts req on ferry's worker pool (started on first use) and returns its Future.
 //
+// The first asynchronous call also starts one goroutine that waits in Rust for completions and
+// hands them out, many per crossing; it keeps an OS thread blocked in that wait until
+// ShutdownAsync.
+//
 // ctx governs the wait (see Future.Wait). While the pool's job queue is full, Submit retries until
 // ctx ends. Errors: a bad op (ErrUnsupported), a closed input Buffer (ErrClosed), an unknown
 // callback id (ErrInvalidHandle), ctx already done (ErrCancelled).
