@@ -24,14 +24,17 @@ func TestPublishExpvar(t *testing.T) {
 
 func TestResetPeak(t *testing.T) {
 	b := mustNew(t, 5<<20)
+	// Reading the stats raises the peak to the exact live total (the running peak itself can trail
+	// by the per-thread accounting grain, see src/stats.rs).
+	live := mustStats(t).LiveBytes
 	b.Close()
-	if st := mustStats(t); st.PeakBytes < 5<<20 {
-		t.Fatalf("peak %d below a 5 MiB buffer", st.PeakBytes)
+	if st := mustStats(t); st.PeakBytes < live || live < 5<<20 {
+		t.Fatalf("peak %d below the live bytes %d seen with a 5 MiB buffer open", st.PeakBytes, live)
 	}
 	if err := ResetPeak(); err != nil {
 		t.Fatal(err)
 	}
-	if st := mustStats(t); st.PeakBytes != st.LiveBytes {
-		t.Fatalf("after ResetPeak: peak %d, live %d", st.PeakBytes, st.LiveBytes)
+	if st := mustStats(t); st.PeakBytes != st.LiveBytes || st.PeakBytes >= live {
+		t.Fatalf("after ResetPeak: peak %d, live %d (was %d)", st.PeakBytes, st.LiveBytes, live)
 	}
 }
