@@ -44,8 +44,8 @@ func TestLimitReachedCollectsThenFails(t *testing.T) {
 	if debugMode {
 		t.Skip("guard mode maps every buffer: too slow for this test")
 	}
-	runtime.GC()
-	prev := SetSoftLimit(8 << 20) // hard limit 16 MiB
+	waitLive(t, 0, 10*time.Second) // no garbage from earlier tests that a collection could free
+	prev := SetSoftLimit(8 << 20)  // hard limit 16 MiB
 	defer SetSoftLimit(prev)
 	var held []*Buffer
 	var err error
@@ -91,7 +91,7 @@ func TestGCPressureBoundsLiveBytes(t *testing.T) {
 	if testing.Short() {
 		soft, total = 32<<20, 512<<20
 	}
-	runtime.GC()
+	waitLive(t, 0, 10*time.Second) // start from an empty table, so the peak is this test's own
 	prev := SetSoftLimit(soft)
 	defer SetSoftLimit(prev)
 	base := mustStats(t)
@@ -121,7 +121,7 @@ func TestGCPressureBoundsLiveBytes(t *testing.T) {
 	if st.Collections == base.Collections {
 		t.Fatal("ferry never triggered a collection")
 	}
-	waitLive(t, base.LiveIDs, 10*time.Second)
+	waitLive(t, 0, 10*time.Second)
 }
 
 // vmHWM returns the process's peak resident set size from /proc, or "?" where there is none.
