@@ -267,10 +267,10 @@ func TestCancelUnderLoadLeaksNothing(t *testing.T) {
 	// Every late result's buffer was released, and Rust holds no job.
 	waitLive(t, base.LiveIDs, 5*time.Second)
 	waitFor(t, 2*time.Second, "no job in flight", func() bool { return mustCallbackStats(t).InFlight == 0 })
+	// A job Rust skipped has posted its CANCELLED completion, but the poller may not have drained
+	// it yet: the Go entry goes when it does, so wait for that rather than sample once.
 	e, _ := defaultEngine()
-	if left := e.calls.live.Load(); left != 0 {
-		t.Fatalf("%d calls still pending in Go", left)
-	}
+	waitFor(t, 2*time.Second, "no call pending in Go", func() bool { return e.calls.live.Load() == 0 })
 }
 
 // TestMillionCompletions runs 1M async calls (fewer under -race or -short) through 4 Rust worker
