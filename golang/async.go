@@ -3,7 +3,7 @@ package ferry
 /*
 #include <stdint.h>
 #include <stdlib.h>
-#include "ferry.h"
+#include "ferry_go.h"
 
 extern void ferryGoSink(uintptr_t key, FerryCompletion *items, size_t n);
 
@@ -39,16 +39,6 @@ static inline ferry_cb_waited ferry_cb_wait(uint64_t queue, FerryCompletion *out
 	return r;
 }
 
-typedef struct {
-	FerryView view;
-	FerryStatus status;
-} ferry_cb_adopted;
-
-static inline ferry_cb_adopted ferry_cb_view_id(uint64_t id) {
-	ferry_cb_adopted r = {{0, 0, 0}, 0};
-	r.status = ferry_buffer_view(id, &r.view);
-	return r;
-}
 */
 import "C"
 
@@ -196,7 +186,7 @@ func (c completion) payload() (Payload, error) {
 	}
 	out := Payload{Value: c.value}
 	if c.buffer != 0 {
-		r := C.ferry_cb_view_id(C.uint64_t(c.buffer))
+		r := C.ferry_go_view(C.uint64_t(c.buffer))
 		if r.status != C.FERRY_STATUS_OK {
 			return Payload{}, statusErr(r.status)
 		}

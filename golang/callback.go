@@ -2,7 +2,7 @@ package ferry
 
 /*
 #include <stdint.h>
-#include "ferry.h"
+#include "ferry_go.h"
 
 // The exported Go trampolines (callback_export.go). ferry stores an integer key as user_data; these
 // shims turn it back into an integer before Go sees it, so no Go pointer and no fake pointer ever
@@ -29,16 +29,6 @@ static inline ferry_cb_registered ferry_cb_register(uintptr_t key) {
 	return r;
 }
 
-typedef struct {
-	FerryView view;
-	FerryStatus status;
-} ferry_cb_view;
-
-static inline ferry_cb_view ferry_cb_share(uint64_t id) {
-	ferry_cb_view r = {{0, 0, 0}, 0};
-	r.status = ferry_buffer_share(id, &r.view);
-	return r;
-}
 
 // The result of an invoke by value, with the result buffer's view when there is one, so that Go
 // needs neither an escaping out-parameter nor a second crossing to adopt the buffer.
@@ -384,7 +374,7 @@ func runCallback(key uintptr, buffer, value uint64, out *C.FerryPayload) (status
 	defer rescue(&status, out, &in)
 	in.Value = value
 	if buffer != 0 {
-		r := C.ferry_cb_share(C.uint64_t(buffer))
+		r := C.ferry_go_share(C.uint64_t(buffer))
 		if r.status != C.FERRY_STATUS_OK {
 			out.value = C.uint64_t(failures.put(failureRecord{err: statusErr(r.status)}))
 			return C.FERRY_STATUS_CALLBACK_FAILED
