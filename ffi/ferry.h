@@ -30,9 +30,6 @@
 // with its result.
 #define FERRY_OP_CALL 5
 
-// Bytes a slot may hold back from the global total before it folds them in: 256 KiB.
-#define GRAIN (256 << 10)
-
 // The result of every ferry C call. Values are stable: they are never renumbered, and new ones are
 // only ever appended.
 enum FerryStatus

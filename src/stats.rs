@@ -82,6 +82,9 @@ impl Counters {
 
     /// Counts `n` more live bytes, or refuses with [`Error::LimitReached`] if that would pass the limit.
     pub(crate) fn reserve(&self, n: usize) -> Result<(), Error> {
+        if n == 0 {
+            return Ok(()); // nothing to hold, so nothing the limit could refuse
+        }
         let n = n as i64; // n <= MAX_LEN = 2^40
         let slot = self.slot();
         let limit = self.limit.load(Ordering::Relaxed);

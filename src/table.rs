@@ -396,6 +396,11 @@ mod tests {
         let a = t.create_zeroed(60).unwrap();
         assert_eq!(t.create_zeroed(41), Err(Error::LimitReached));
         assert_eq!(t.lend_vec(vec![0; 41]), Err(Error::LimitReached));
+        t.set_limit(50); // now below what is live: empty buffers hold nothing, so they still pass
+        let e1 = t.create_zeroed(0).unwrap();
+        let e2 = t.lend_vec(Vec::with_capacity(8)).unwrap();
+        t.release_many(&[e1.id, e2.id]);
+        t.set_limit(100);
         let b = t.create_zeroed(40).unwrap();
         t.release_many(&[a.id, b.id]);
         t.set_limit(0);

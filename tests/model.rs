@@ -541,9 +541,8 @@ impl Model {
                     FerryStatus::TooLarge
                 } else if n > 0 && *null_data {
                     FerryStatus::NullPointer
-                } else if self.limit_refuses(n) {
-                    // Note: unlike new/copy, an adopt of 0 bytes is refused too while live bytes are
-                    // already past a lowered limit (it reserves 0 bytes against the limit).
+                } else if n > 0 && self.limit_refuses(n) {
+                    // Like new/copy, an empty adopt holds no bytes, so the limit never refuses it.
                     FerryStatus::LimitReached
                 } else {
                     FerryStatus::Ok
