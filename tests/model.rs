@@ -513,7 +513,7 @@ impl Model {
                 check_eq!(st, want, "copy({n}, null_data={null_data}, null_out={null_out})");
                 if st == FerryStatus::Ok {
                     check!(
-                        n == 0 || v.ptr as usize != src.as_ptr() as usize,
+                        n == 0 || !std::ptr::eq(v.ptr, src.as_ptr()),
                         "copy kept the caller's pointer"
                     );
                     let k = self.add_alloc(Alloc {
@@ -772,7 +772,7 @@ impl Model {
         if len > 0 {
             let k = msg.len().min(len - 1);
             check!(
-                &buf[..k] == &msg.as_bytes()[..k] && buf[k] == 0,
+                buf[..k] == msg.as_bytes()[..k] && buf[k] == 0,
                 "status_message({status}, len={len}) text"
             );
             check!(buf[k + 1..].iter().all(|&b| b == 0x7F), "status_message wrote past the NUL");
