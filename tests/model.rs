@@ -512,10 +512,7 @@ impl Model {
                 tally("copy", st);
                 check_eq!(st, want, "copy({n}, null_data={null_data}, null_out={null_out})");
                 if st == FerryStatus::Ok {
-                    check!(
-                        n == 0 || !std::ptr::eq(v.ptr, src.as_ptr()),
-                        "copy kept the caller's pointer"
-                    );
+                    check!(n == 0 || !std::ptr::eq(v.ptr, src.as_ptr()), "copy kept the caller's pointer");
                     let k = self.add_alloc(Alloc {
                         bytes: src,
                         base: v.ptr as usize,
