@@ -448,6 +448,17 @@ impl Model {
         }
     }
 
+    /// The status a call that takes one id and an out-parameter must return.
+    fn id_status(&self, id: u64, null_out: bool) -> FerryStatus {
+        if null_out {
+            FerryStatus::NullPointer
+        } else if self.lookup(id).is_some() {
+            FerryStatus::Ok
+        } else {
+            FerryStatus::InvalidHandle
+        }
+    }
+
     fn lookup(&self, id: u64) -> Option<&Entry> {
         self.entries.get(&id)
     }
@@ -569,13 +580,7 @@ impl Model {
                 let id = self.resolve(id);
                 let mut v = UNSET;
                 let st = ferry_buffer_view(id, out_ptr(&mut v, *null_out));
-                let want = if *null_out {
-                    FerryStatus::NullPointer
-                } else if self.lookup(id).is_some() {
-                    FerryStatus::Ok
-                } else {
-                    FerryStatus::InvalidHandle
-                };
+                let want = self.id_status(id, *null_out);
                 tally("view", st);
                 check_eq!(st, want, "view({id:#x}, null_out={null_out})");
                 if st == FerryStatus::Ok {
@@ -592,13 +597,7 @@ impl Model {
                 let id = self.resolve(id);
                 let mut v = UNSET;
                 let st = ferry_buffer_share(id, out_ptr(&mut v, *null_out));
-                let want = if *null_out {
-                    FerryStatus::NullPointer
-                } else if self.lookup(id).is_some() {
-                    FerryStatus::Ok
-                } else {
-                    FerryStatus::InvalidHandle
-                };
+                let want = self.id_status(id, *null_out);
                 tally("share", st);
                 check_eq!(st, want, "share({id:#x}, null_out={null_out})");
                 if st == FerryStatus::Ok {
