@@ -2,8 +2,9 @@
  * id, never a crash, and never touch a live buffer. release_many releases the valid ids of a mixed
  * array and reports the rest.
  *
- * Forging "wrong generation" and "another slot" ids uses the layout documented in src/table.rs:
- * the generation is the high 32 bits of an id and the shard and slot are the low 32 bits. */
+ * Forging "wrong generation" and "another slot" ids uses the layout documented in src/slots.rs:
+ * the generation is the high 32 bits of an id; the low 32 bits are kind (4 bits, 1 for buffers),
+ * shard (4 bits) and slot (24 bits). */
 #include <stdint.h>
 #include <string.h>
 
@@ -106,6 +107,9 @@ static void forged_generation_and_slot(void) {
     /* Neighbouring and far slots that were never handed out; another shard's copy of the slot. */
     CHECK(refused_everywhere(b.id + 1000));
     CHECK(refused_everywhere((GEN_OF(b.id) << 32) | 0x0FFFFFFFULL));
+    CHECK(refused_everywhere(b.id ^ (1ULL << 24)));
+    CHECK(refused_everywhere(b.id ^ (0xFULL << 24)));
+    /* The same generation, shard and slot under another kind (a callback or queue id). */
     CHECK(refused_everywhere(b.id ^ (1ULL << 28)));
     CHECK(refused_everywhere(b.id ^ (0xFULL << 28)));
 
@@ -144,7 +148,7 @@ static void random_ids(void) {
             id = x;
         } else {
             uint64_t gen = 1 + (x >> 60) % 3, shard = (x >> 40) & 0xF, slot = x & 0x7F;
-            id = (gen << 32) | (shard << 28) | slot;
+            id = (gen << 32) | (1ULL << 28) | (shard << 24) | slot;
         }
         int is_live = -1;
         for (int i = 0; i < LIVE; i++) {

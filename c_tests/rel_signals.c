@@ -262,7 +262,7 @@ int main(int argc, char **argv) {
     CHECK_OK(F.queue_new_sink(on_sink, NULL, 8, &sq));
     CHECK_OK(F.async_submit(sq, 1, FERRY_OP_ECHO, 0, 0, 1));
     CHECK_OK(F.async_submit(sq, 2, FERRY_OP_CHECKSUM, 0, 0, 0));
-    for (int tries = 0; atomic_load(&sink_items) < 2 && tries < 1000; tries++) {
+    for (int tries = 0; atomic_load(&sink_items) < 2 && tries < 60000; tries++) { /* up to 60 s */
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }

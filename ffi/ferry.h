@@ -105,7 +105,9 @@ typedef struct {
   uint64_t live_ids;
   // Bytes held alive by live ids, counted once per allocation however many ids share it.
   uint64_t live_bytes;
-  // The highest live_bytes since start (or since ferry_peak_reset).
+  // The highest live_bytes since start (or since ferry_peak_reset): exact for buffers of 256 KiB
+  // or more; smaller creates on other threads may be seen up to 256 KiB late per thread. Never
+  // above the limit.
   uint64_t peak_bytes;
   // Ids issued since start.
   uint64_t created;
@@ -249,8 +251,10 @@ FerryStatus ferry_buffer_release_many(const uint64_t *ids, size_t n, size_t *rel
 // Stores the process-wide table's counters in `*stats_out`. Errors: NULL_POINTER.
 FerryStatus ferry_stats_get(FerryStats *stats_out);
 
-// Sets the live-byte limit (0 removes it). A create or adopt that would take live bytes past it
-// fails with LIMIT_REACHED; bytes already live are not touched.
+// Sets the live-byte limit (0 removes it). The limit is exact: live bytes never exceed it, across
+// all threads, and a create or adopt fails with LIMIT_REACHED only when the live bytes, plus the
+// bytes of creates running at the same moment, plus its own size would exceed it. Bytes already
+// live are not touched (a limit below them refuses every create until enough is released).
 FerryStatus ferry_limit_set(uint64_t bytes);
 
 // Starts peak tracking again from the current live bytes.

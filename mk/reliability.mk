@@ -47,7 +47,7 @@ rel-model:
 	FERRY_MODEL_OPS=$(REL_MODEL_OPS) $(CARGO) test --test model -- --nocapture
 
 rel-fault:
-	$(CARGO) test --features fault-injection --target-dir target/fault --test fault -- --nocapture
+	$(CARGO) test --features fault-injection --target-dir target/fault --test fault --test barrier -- --nocapture
 
 rel-loom loom:
 	RUSTFLAGS="--cfg loom" $(CARGO) test --manifest-path tests/loom_model/Cargo.toml --target-dir target/loom

@@ -16,20 +16,49 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
+// Under `--cfg loom` only the concurrent core is built (the sync facade, the slot core, the byte
+// accounting and the callback registry), for the model checker in tests/loom_model.
+#[cfg(not(loom))]
 pub mod buffer;
 pub mod callback;
 pub mod error;
+#[cfg(not(loom))]
 pub mod ffi;
+mod slots;
 pub mod stats;
+mod sync;
+#[cfg(not(loom))]
 pub mod table;
 
+#[cfg(not(loom))]
 pub use buffer::{BufferRef, MAX_LEN};
 pub use error::Error;
 pub use stats::Stats;
+#[cfg(not(loom))]
 pub use table::{Table, View};
 
 /// Lends `v` to the process-wide table without copying; see [`Table::lend_vec`].
+#[cfg(not(loom))]
 pub fn lend(v: Vec<u8>) -> Result<View, Error> {
     Table::global().lend_vec(v)
+}
+
+/// The concurrent core as the model checker sees it (`tests/loom_model`): built only with
+/// `--cfg loom`, never part of the API.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_api {
+    pub use crate::callback::hazard::FAILING_BARRIERS;
+    pub use crate::callback::registry::{get, invoke, register, unregister};
+    pub use crate::callback::{CallError, Payload};
+    pub use crate::slots::{Kind, Slots};
+    pub use crate::stats::{Counters, GRAIN};
+
+    /// Callbacks registered, alive (drop hook not run) and parked (waiting for a barrier).
+    pub fn registry_counts() -> (usize, usize, usize) {
+        use crate::callback::registry;
+        (registry::registered(), registry::alive(), registry::parked())
+    }
 }

@@ -1,31 +1,19 @@
-//! The handle table: generational `u64` ids over sharded slot arrays.
+//! The buffer table: generational `u64` ids over counted buffer references, on the one slot core
+//! ([`crate::slots`]), with the byte accounting of [`crate::stats`].
 //!
-//! An id is `generation << 32 | shard << 28 | slot`. The generation starts at 1, so 0 is never a valid
-//! id, and it is bumped each time the slot is freed, so an old id never answers again after its slot
-//! is reused (no ABA). A slot whose generation would reach `u32::MAX` is retired rather than reused,
-//! so `u64::MAX` is never valid either.
-//!
-//! Concurrency: the table is split into shards, each a `parking_lot::Mutex` over a slot vector and a
-//! free list. A thread inserts into its own home shard (assigned round-robin on first use), and an id
-//! names its shard, so lookups and releases lock exactly one shard. Two threads creating and
-//! releasing their own buffers never touch the same lock. Locks are held only to read or move a slot:
-//! buffers are dropped (and foreign release callbacks run) after the lock is released.
+//! Ids are of kind [`Kind::Buffer`], so no buffer function accepts a callback or queue id, and the
+//! other way round. A thread inserts into its own home shard, so two threads creating and releasing
+//! their own buffers never touch the same lock. Locks are held only to read or move a slot: buffers
+//! are dropped (and foreign release callbacks run) after the lock is released.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-use parking_lot::Mutex;
 
 use crate::buffer::{Buffer, BufferRef};
 use crate::error::Error;
+use crate::slots::{Kind, Slots};
 use crate::stats::{Counters, Stats};
 
-/// Most shards a table can have (the id has 4 bits for the shard).
-pub const MAX_SHARDS: usize = 16;
-const SHARD_SHIFT: u32 = 28;
-const SLOT_MASK: u64 = (1 << SHARD_SHIFT) - 1;
-const GEN_SHIFT: u32 = 32;
+pub use crate::slots::MAX_SHARDS;
 
 /// An id together with the address and length of the bytes it names.
 ///
@@ -46,74 +34,16 @@ unsafe impl Send for View {}
 // SAFETY: as above, sharing the numbers between threads is harmless.
 unsafe impl Sync for View {}
 
-struct Slot {
-    gen: u32,
-    entry: Option<BufferRef>,
-}
-
-struct Shard {
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    created: u64,
-    released: u64,
-}
-
-impl Shard {
-    const fn new() -> Shard {
-        Shard { slots: Vec::new(), free: Vec::new(), created: 0, released: 0 }
-    }
-
-    fn entry(&self, slot: usize, gen: u32) -> Result<&BufferRef, Error> {
-        match self.slots.get(slot) {
-            Some(Slot { gen: g, entry: Some(e) }) if *g == gen => Ok(e),
-            _ => Err(Error::InvalidHandle),
-        }
-    }
-}
-
-/// One shard on its own cache lines, so two threads on two shards never share a line.
-#[repr(align(128))]
-struct PaddedShard(Mutex<Shard>);
-
 /// A table of ids over buffers. Most code uses the process-wide [`Table::global`].
 ///
 /// Methods that create take `&'static self` because every buffer keeps a reference to its table's
 /// counters for as long as it lives (make a test table with `Box::leak(Box::new(Table::new()))`).
 pub struct Table {
-    shards: [PaddedShard; MAX_SHARDS],
-    nshards: usize,
-    /// Slots a shard may hold: 2^28 (what the id has room for); lowered by tests.
-    max_slots: usize,
+    slots: Slots<BufferRef>,
     counters: Counters,
 }
 
 static GLOBAL: Table = Table::with_shards(MAX_SHARDS);
-static NEXT_HOME: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static HOME: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-/// This thread's home shard number, before reduction modulo a table's shard count.
-pub(crate) fn home() -> usize {
-    HOME.try_with(|h| {
-        let v = h.get();
-        if v != usize::MAX {
-            return v;
-        }
-        let v = NEXT_HOME.fetch_add(1, Ordering::Relaxed);
-        h.set(v);
-        v
-    })
-    .unwrap_or(0)
-}
-
-fn split(id: u64) -> (u32, usize, usize) {
-    let gen = (id >> GEN_SHIFT) as u32;
-    let shard = ((id >> SHARD_SHIFT) & (MAX_SHARDS as u64 - 1)) as usize;
-    let slot = (id & SLOT_MASK) as usize;
-    (gen, shard, slot)
-}
 
 impl Table {
     /// A table with [`MAX_SHARDS`] shards.
@@ -124,28 +54,12 @@ impl Table {
     /// A table with `n` shards (clamped to 1..=16). One shard is a single mutex over one slab; the
     /// benches compare the two designs with this.
     pub const fn with_shards(n: usize) -> Table {
-        let nshards = if n == 0 {
-            1
-        } else if n > MAX_SHARDS {
-            MAX_SHARDS
-        } else {
-            n
-        };
-        Table {
-            shards: [const { PaddedShard(Mutex::new(Shard::new())) }; MAX_SHARDS],
-            nshards,
-            max_slots: 1 << SHARD_SHIFT,
-            counters: Counters::new(),
-        }
+        Table { slots: Slots::new(Kind::Buffer, n), counters: Counters::new() }
     }
 
     /// The process-wide table that the C ABI and the Go package use.
     pub fn global() -> &'static Table {
         &GLOBAL
-    }
-
-    fn shard(&self, ix: usize) -> &Mutex<Shard> {
-        &self.shards[ix].0
     }
 
     /// Gives `r` an id in this thread's home shard. On error `r` is dropped (after the lock is let go).
@@ -155,29 +69,10 @@ impl Table {
 
     /// Like [`Table::insert`], but hands `r` back on error.
     fn try_insert(&self, r: BufferRef) -> Result<View, (Error, BufferRef)> {
-        let shard_ix = home() % self.nshards;
         let (ptr, len) = (r.as_ptr(), r.len());
-        let mut s = self.shard(shard_ix).lock();
-        let slot_ix = match s.free.pop() {
-            Some(i) => i as usize,
-            None => {
-                if s.slots.len() >= self.max_slots {
-                    drop(s);
-                    return Err((Error::TableFull, r));
-                }
-                s.slots.push(Slot { gen: 1, entry: None });
-                s.slots.len() - 1
-            }
-        };
-        let slot = &mut s.slots[slot_ix];
-        slot.entry = Some(r);
-        let gen = slot.gen;
-        s.created += 1;
-        drop(s);
-        let id = (u64::from(gen) << GEN_SHIFT) | ((shard_ix as u64) << SHARD_SHIFT) | slot_ix as u64;
+        let id = self.slots.insert(r)?;
         Ok(View { id, ptr, len })
     }
-
     fn insert_buffer(&self, b: Buffer) -> Result<View, Error> {
         let len = b.len();
         self.insert(BufferRef { buf: Arc::new(b), off: 0, len })
@@ -232,17 +127,12 @@ impl Table {
 
     /// The address and length that `id` names.
     pub fn view(&self, id: u64) -> Result<View, Error> {
-        let (gen, shard, slot) = split(id);
-        let s = self.shard(shard).lock();
-        let e = s.entry(slot, gen)?;
-        Ok(View { id, ptr: e.as_ptr(), len: e.len() })
+        self.slots.with(id, |e| View { id, ptr: e.as_ptr(), len: e.len() })
     }
 
     /// A counted reference to the bytes `id` names; it keeps them alive on its own.
     pub fn get(&self, id: u64) -> Result<BufferRef, Error> {
-        let (gen, shard, slot) = split(id);
-        let s = self.shard(shard).lock();
-        s.entry(slot, gen).cloned()
+        self.slots.with(id, BufferRef::clone)
     }
 
     /// A second id over the same bytes. Either id can be released first.
@@ -263,24 +153,10 @@ impl Table {
         Ok(())
     }
 
-    fn take(&self, id: u64) -> Result<BufferRef, Error> {
-        let (gen, shard, slot) = split(id);
-        let mut s = self.shard(shard).lock();
-        s.entry(slot, gen)?;
-        let sl = &mut s.slots[slot];
-        let e = sl.entry.take().expect("checked by entry()");
-        sl.gen += 1;
-        if sl.gen != u32::MAX {
-            s.free.push(slot as u32);
-        }
-        s.released += 1;
-        Ok(e)
-    }
-
     /// Releases `id`. The memory goes when its last id (or `BufferRef`) goes.
     pub fn release(&self, id: u64) -> Result<(), Error> {
         // The entry is dropped here, after `take` let go of the shard lock.
-        self.take(id).map(drop)
+        self.slots.remove(id).map(drop)
     }
 
     /// Releases every id in `ids` and returns how many were valid; invalid ids are skipped.
@@ -302,11 +178,7 @@ impl Table {
     /// Counters for the whole table.
     pub fn stats(&self) -> Stats {
         let mut st = self.counters.snapshot();
-        for sh in &self.shards[..self.nshards] {
-            let s = sh.0.lock();
-            st.created += s.created;
-            st.released += s.released;
-        }
+        (st.created, st.released) = self.slots.counts();
         st.live_ids = st.created - st.released;
         st
     }
@@ -414,7 +286,7 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static RELEASED: AtomicUsize = AtomicUsize::new(0);
         let mut t = Table::with_shards(1);
-        t.max_slots = 1;
+        t.slots.set_max_slots(1);
         let t: &'static Table = Box::leak(Box::new(t));
         let first = t.create_zeroed(8).unwrap();
         let mut mem = vec![1u8; 32];
@@ -429,20 +301,6 @@ mod tests {
         assert_eq!(t.stats().live_bytes, 8);
         t.release(first.id).unwrap();
         drop(mem);
-    }
-
-    #[test]
-    fn retired_slots_are_not_reused() {
-        let t = table();
-        let a = t.create_zeroed(1).unwrap();
-        let (_, shard, slot) = split(a.id);
-        t.shard(shard).lock().slots[slot].gen = u32::MAX - 1;
-        let forged = (u64::from(u32::MAX - 1) << GEN_SHIFT) | (a.id & 0xFFFF_FFFF);
-        t.release(a.id).unwrap_err();
-        t.release(forged).unwrap();
-        let b = t.create_zeroed(1).unwrap();
-        assert_ne!(split(b.id).2, slot, "a slot at the last generation must be retired");
-        t.release(b.id).unwrap();
     }
 
     #[test]

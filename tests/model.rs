@@ -50,7 +50,7 @@ enum IdSel {
     WrongGen(usize, bool),
     /// A live id with its slot number moved.
     OtherSlot(usize, u8),
-    /// A live id with its shard bits replaced.
+    /// A live id with its shard bits replaced (bit 4 clear), or its kind bits (bit 4 set).
     OtherShard(usize, u8),
     /// A plausible id built from small numbers: it may or may not name a live slot.
     Forged(u8, u8, u8),
@@ -384,12 +384,15 @@ impl Model {
                     id.wrapping_sub(1 << 32)
                 }
             }
+            // The id layout (src/slots.rs): generation:32 | kind:4 | shard:4 | slot:24; buffers are kind 1.
             IdSel::OtherSlot(i, k) => {
                 let id = live(i);
-                (id & !0x0FFF_FFFF) | ((id & 0x0FFF_FFFF).wrapping_add(k as u64) & 0x0FFF_FFFF)
+                (id & !0x00FF_FFFF) | ((id & 0x00FF_FFFF).wrapping_add(k as u64) & 0x00FF_FFFF)
             }
+            IdSel::OtherShard(i, s) if s & 0x10 == 0 => (live(i) & !(0xF << 24)) | (((s & 0xF) as u64) << 24),
+            // The same slot under another kind (a callback or queue id, or a kind never issued).
             IdSel::OtherShard(i, s) => (live(i) & !(0xF << 28)) | (((s & 0xF) as u64) << 28),
-            IdSel::Forged(g, sh, sl) => ((g as u64) << 32) | ((sh as u64) << 28) | sl as u64,
+            IdSel::Forged(g, sh, sl) => ((g as u64) << 32) | (1 << 28) | ((sh as u64) << 24) | sl as u64,
             IdSel::Raw(v) => v,
         }
     }

@@ -19,10 +19,14 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
-/// The file without its `#[cfg(test)]` module (by convention the last item in a file) and without
-/// comment lines.
+/// The file without its test module (`#[cfg(test)]` or `#[cfg(all(test, ...))]`, by convention the
+/// last item in a file) and without comment lines.
 fn production_code(text: &str) -> String {
-    let end = text.find("#[cfg(test)]\nmod ").unwrap_or(text.len());
+    let end = ["#[cfg(test)]\nmod ", "#[cfg(all(test"]
+        .iter()
+        .filter_map(|m| text.find(m))
+        .min()
+        .unwrap_or(text.len());
     text[..end].lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
 }
 

@@ -102,7 +102,8 @@ impl Model {
             2 => self.stale.get(inp.u8() as usize % self.stale.len().max(1)).copied().unwrap_or(7),
             3 => live(inp.u8()) ^ (1 << 32),
             4 => live(inp.u8()).wrapping_add(1),
-            5 => live(inp.u8()) ^ (u64::from(inp.u8() & 0xF) << 28),
+            // Another shard, or the same slot under another kind (src/slots.rs: kind is bits 28..31).
+            5 => live(inp.u8()) ^ (u64::from(inp.u8()) << 24),
             6 => u64::from(inp.u16()) << 24 | u64::from(inp.u16()),
             _ => live(inp.u8()),
         }

@@ -35,15 +35,20 @@ use std::fmt;
 
 use crate::error::Error;
 
-mod handles;
-mod hazard;
+pub(crate) mod hazard;
+#[cfg(not(loom))]
 pub mod ops;
+#[cfg(not(loom))]
 pub mod pool;
+#[cfg(not(loom))]
 pub mod queue;
 pub(crate) mod registry;
 
+#[cfg(not(loom))]
 pub use ops::{fnv1a64, Op, Request};
+#[cfg(not(loom))]
 pub use pool::{configure, shutdown, spawn, submit, PoolConfig};
+#[cfg(not(loom))]
 pub use queue::{cancel, CancelToken, Completer, Completion, CompletionQueue};
 pub use registry::{invoke, register, unregister, Callback};
 
@@ -143,6 +148,7 @@ pub struct CallbackStats {
 }
 
 /// A snapshot of the counters in [`CallbackStats`].
+#[cfg(not(loom))]
 pub fn stats() -> CallbackStats {
     CallbackStats {
         registered: registry::registered() as u64,
@@ -150,6 +156,27 @@ pub fn stats() -> CallbackStats {
         queues: queue::open_queues() as u64,
         in_flight: queue::in_flight() as u64,
         workers: pool::workers() as u64,
+    }
+}
+
+/// Test support (the `fault-injection` feature): makes the registry's heavy barrier fail (level 1:
+/// `membarrier` fails, so the fallback is used; level 2: every heavy barrier fails, so unregistered
+/// callbacks are parked), and reports whether the barrier is asymmetric and how many slots are
+/// parked. Never in a release library.
+#[cfg(all(feature = "fault-injection", not(loom)))]
+#[doc(hidden)]
+pub mod barrier_injection {
+    /// Sets the failure level (0: none).
+    pub fn set(level: u8) {
+        super::hazard::inject::set(level);
+    }
+    /// Reports whether readers use only a compiler fence (membarrier registered).
+    pub fn asymmetric() -> bool {
+        super::hazard::asymmetric()
+    }
+    /// Unregistered callbacks waiting for a heavy barrier that succeeds.
+    pub fn parked() -> usize {
+        super::registry::parked()
     }
 }
 

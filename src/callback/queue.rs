@@ -11,6 +11,7 @@
 //! Ownership: a completion's result buffer id belongs to the queue until it is taken; a completion
 //! pushed onto a closed queue, or still queued when the queue is dropped, has its id released.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::handles::Handles;
 use super::{catch, CallError, Payload};
+use crate::slots::{Kind, Slots};
 use crate::table::Table;
 
 /// One finished piece of async work: the tag its submitter chose, and the result or the error.
@@ -358,12 +359,12 @@ impl std::fmt::Debug for Completer {
     }
 }
 
-/// Handle kind 0xD: completion queues.
-static QUEUES: Handles<Arc<CompletionQueue>> = Handles::new(0xD);
+/// Completion queues, by id (kind [`Kind::Queue`]).
+static QUEUES: Slots<Arc<CompletionQueue>> = Slots::new(Kind::Queue, 8);
 
 /// Creates a queue drained by polling ([`CompletionQueue::wait_into`]) and returns its id.
 pub fn create() -> Result<u64, CallError> {
-    Ok(QUEUES.insert(Arc::new(CompletionQueue::new(false)))?)
+    QUEUES.insert(Arc::new(CompletionQueue::new(false))).map_err(|(e, _)| e.into())
 }
 
 /// Stack size of a sink's delivery thread.
@@ -388,6 +389,7 @@ pub fn create_sink(
         .name("ferry-sink".into())
         .stack_size(SINK_STACK)
         .spawn(move || {
+            DELIVERING.with(|d| d.set(Arc::as_ptr(&q2) as usize));
             let mut batch = Vec::with_capacity(cap);
             loop {
                 batch.clear();
@@ -404,7 +406,7 @@ pub fn create_sink(
     *q.sink.lock() = Some(th);
     match QUEUES.insert(q.clone()) {
         Ok(id) => Ok(id),
-        Err(e) => {
+        Err((e, _)) => {
             shut(&q);
             Err(e.into())
         }
@@ -413,7 +415,7 @@ pub fn create_sink(
 
 /// The queue `id` names, held.
 pub fn get(id: u64) -> Result<Arc<CompletionQueue>, CallError> {
-    Ok(QUEUES.get(id)?)
+    Ok(QUEUES.with(id, Arc::clone)?)
 }
 
 /// Closes queue `id`: the id is invalid from now on, a waiter wakes (it can still take what is
@@ -426,11 +428,19 @@ pub fn close(id: u64) -> Result<(), CallError> {
     Ok(())
 }
 
+thread_local! {
+    /// On a sink's delivery thread, the address of the queue it delivers for (0 elsewhere). Read
+    /// instead of `thread::current()`, which would give a C thread that closes a sink queue a
+    /// thread handle of its own that is never freed.
+    static DELIVERING: Cell<usize> = const { Cell::new(0) };
+}
+
 fn shut(q: &CompletionQueue) {
     q.close();
     let th = q.sink.lock().take();
     if let Some(th) = th {
-        if th.thread().id() != thread::current().id() {
+        // A sink that closes its own queue cannot wait for itself: its thread exits on its own.
+        if DELIVERING.with(Cell::get) != q as *const CompletionQueue as usize {
             let _ = th.join();
         }
     }
@@ -457,7 +467,7 @@ pub fn post(id: u64, cs: impl IntoIterator<Item = Completion>) -> Result<(), Cal
 }
 
 pub(crate) fn open_queues() -> usize {
-    QUEUES.live()
+    QUEUES.live() as usize
 }
 
 pub(crate) fn in_flight() -> usize {

@@ -1,182 +1,288 @@
 //! The callback registry: generational ids over callbacks, with an invoke that takes no lock and
 //! makes no atomic read-modify-write.
 //!
-//! Every sync crossing looks a callback up, and on this hardware one atomic read-modify-write
-//! costs ~8 ns against ~35 ns for the whole C-to-Go crossing, so the lookup must not use one (a
-//! shard mutex plus an `Arc` clone cost four; see `benches/callbacks.rs`). Each slot has a state
+//! Every sync crossing looks a callback up, and one atomic read-modify-write on a shared line costs
+//! about as much as the whole Rust side of the crossing (see `benches/callbacks.rs`: a counted
+//! hold, which is a compare-and-swap on the slot, against the hazard path). Each slot has a state
 //! word: its generation (high 32 bits), REGISTERED, DEFERRED and CLAIMED bits, and a count of
 //! long-lived holds (queued jobs, [`Callback`] values). Two kinds of protection keep a callback
 //! alive while it is in use:
 //!
 //! - a sync [`invoke`] publishes the slot in one of its thread's hazard slots and then checks the
-//!   state (see [`super::hazard`]: a compiler fence on this side, `membarrier` on the other);
+//!   state (see [`super::hazard`]: a light barrier on this side, a heavy one on the other);
 //! - a hold ([`get`]) increments the count with a compare-and-swap.
 //!
 //! [`unregister`] clears REGISTERED, runs the heavy barrier, and frees the slot itself if nothing
 //! protects it; otherwise it sets DEFERRED, and whoever drops the last protection later (an
-//! invoke leaving, a hold dropped) frees it. Freeing means winning the CAS to CLAIMED, so exactly one
-//! party does it: it drops the callback (the drop hook runs there, with no lock held), bumps the
-//! generation and puts the slot on the free list.
+//! invoke leaving, a hold dropped) frees it, after a heavy barrier of its own. Freeing means
+//! winning the CAS to CLAIMED, so exactly one party does it: it drops the callback (the drop hook
+//! runs there, with no lock held; a panic in it is caught), moves the generation on and puts the
+//! slot on the free list. When no heavy barrier can be made (see [`super::hazard`]), the slot is
+//! parked and freed after a later barrier succeeds: a drop hook may run late, never too early.
 //!
-//! Slots live in chunks that are allocated on demand and never freed, so a slot reference is
-//! `'static`. An id is `generation << 32 | 0xC << 28 | slot`; 0 is never an id, and a slot whose
-//! generation would reach `u32::MAX` is retired, so an old id never answers again.
+//! Slots live in chunks that are allocated on demand (on the heap: no chunk is ever built on the
+//! stack) and never freed, so a slot reference is `'static`. Ids use the one layout of
+//! [`crate::slots`] with kind [`Kind::Callback`]; a slot whose generation would reach the last one
+//! is retired, so an old id never answers again.
 
-use std::cell::UnsafeCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-
-use parking_lot::Mutex;
 
 use super::hazard::{self, Hazard};
 use super::{catch, CallError, Payload};
 use crate::error::Error;
+use crate::slots::{self, Kind, FIRST_GEN};
+use crate::sync::{
+    array_of, global, loom_const_fn, AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering, UnsafeCell,
+};
 
 type Func = dyn Fn(Payload) -> Result<Payload, CallError> + Send + Sync;
 
-const KIND: u64 = 0xC;
-const KIND_SHIFT: u32 = 28;
-const GEN_SHIFT: u32 = 32;
+#[cfg(not(loom))]
 const CHUNK: usize = 4096;
+#[cfg(not(loom))]
 const CHUNKS: usize = 1024;
+#[cfg(loom)]
+const CHUNK: usize = 2;
+#[cfg(loom)]
+const CHUNKS: usize = 2;
 /// Most callbacks registered at once: 4M.
 const MAX_SLOTS: usize = CHUNK * CHUNKS;
+const _: () = assert!(MAX_SLOTS <= slots::SLOTS_PER_SHARD);
 
+const GEN_SHIFT: u32 = 32;
 const DEFERRED: u64 = 1 << 31;
 const REGISTERED: u64 = 1 << 30;
 const CLAIMED: u64 = 1 << 28;
 const COUNT_MASK: u64 = CLAIMED - 1;
 const GEN_MASK: u64 = !0 << GEN_SHIFT;
 
+fn gen_of(state: u64) -> u32 {
+    (state >> GEN_SHIFT) as u32
+}
+
 struct Slot {
     state: AtomicU64,
     /// Written only by the party that owns the slot (the registering thread before it publishes
-    /// REGISTERED, or the one that saw the last holder go); read by holders.
-    /// The callback and its alive token; the tuple drops the callback (its drop hook) first.
-    func: UnsafeCell<Option<(Box<Func>, AliveToken)>>,
+    /// REGISTERED, or the one that won the CAS to CLAIMED); read by protectors.
+    func: UnsafeCell<Option<Box<Func>>>,
 }
 
 // SAFETY: `func` is only written by the slot's exclusive owner (see the module docs) and only read
-// by holders, whose count keeps it from being taken; `Func` itself is Send + Sync.
+// by protectors, whose protection keeps it from being taken; `Func` itself is Send + Sync.
 unsafe impl Sync for Slot {}
 
-type Chunk = [Slot; CHUNK];
+impl Slot {
+    fn new() -> Slot {
+        Slot { state: AtomicU64::new(u64::from(FIRST_GEN) << GEN_SHIFT), func: UnsafeCell::new(None) }
+    }
 
-static CHUNKS_: [AtomicPtr<Chunk>; CHUNKS] = [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS];
+    /// Calls the callback. The caller holds a protection (a hazard seen before REGISTERED, or a
+    /// hold), which keeps `func` in place and unwritten until it is let go.
+    fn call(&self, p: Payload) -> Result<Payload, CallError> {
+        self.func.with(|f| {
+            // SAFETY: see above: no one writes `func` while a protection is held.
+            let f = unsafe { (*f).as_ref() }.expect("a protected slot has its callback");
+            catch(CallError::CallbackPanic(0), || f(p))
+        })
+    }
+}
 
 struct Alloc {
     next: usize,
     free: Vec<u32>,
 }
 
-static ALLOC: Mutex<Alloc> = Mutex::new(Alloc { next: 0, free: Vec::new() });
-static REGISTERED_N: AtomicUsize = AtomicUsize::new(0);
-static ALIVE: AtomicUsize = AtomicUsize::new(0);
-
-fn slot(ix: usize) -> Option<&'static Slot> {
-    if ix >= MAX_SLOTS {
-        return None;
-    }
-    let c = CHUNKS_[ix / CHUNK].load(Ordering::Acquire);
-    // SAFETY: a published chunk is never freed or moved.
-    (!c.is_null()).then(|| unsafe { &(*c)[ix % CHUNK] })
+/// The registry's storage and counters. The process has one ([`REGISTRY`]).
+struct Registry {
+    chunks: [AtomicPtr<Slot>; CHUNKS],
+    alloc: Mutex<Alloc>,
+    registered: AtomicUsize,
+    /// Callbacks whose drop hook has not run yet.
+    alive: AtomicUsize,
+    /// Unregistered slots whose reclaim waits for a heavy barrier that succeeds: (slot, generation).
+    parked: Mutex<Vec<(usize, u32)>>,
+    parked_n: AtomicUsize,
 }
 
-fn split(id: u64) -> Option<(u32, usize)> {
-    if (id >> KIND_SHIFT) & 0xF != KIND {
-        return None;
-    }
-    Some(((id >> GEN_SHIFT) as u32, (id & ((1 << KIND_SHIFT) - 1)) as usize))
+global! {
+    static REGISTRY: Registry = Registry::new();
 }
 
-/// Takes a free slot (allocating its chunk if needed); its state holds the generation to use.
-fn alloc() -> Result<usize, Error> {
-    let mut a = ALLOC.lock();
-    if let Some(ix) = a.free.pop() {
-        return Ok(ix as usize);
+impl Registry {
+    loom_const_fn! {
+        fn new() -> Registry {
+            Registry {
+                chunks: array_of!(CHUNKS, AtomicPtr::new(ptr::null_mut())),
+                alloc: Mutex::new(Alloc { next: 0, free: Vec::new() }),
+                registered: AtomicUsize::new(0),
+                alive: AtomicUsize::new(0),
+                parked: Mutex::new(Vec::new()),
+                parked_n: AtomicUsize::new(0),
+            }
+        }
     }
-    if a.next == MAX_SLOTS {
-        return Err(Error::TableFull);
-    }
-    let ix = a.next;
-    if ix % CHUNK == 0 {
-        let chunk: Box<Chunk> = Box::new(std::array::from_fn(|_| Slot {
-            state: AtomicU64::new(1 << GEN_SHIFT),
-            func: UnsafeCell::new(None),
-        }));
-        CHUNKS_[ix / CHUNK].store(Box::into_raw(chunk), Ordering::Release);
-    }
-    a.next += 1;
-    Ok(ix)
-}
 
-/// Frees slot `ix`, which the caller has just claimed (its state is `gen | CLAIMED`): drops its
-/// callback with no lock held, bumps the generation and returns it to the free list (or retires it).
-fn release(ix: usize, s: &'static Slot, state: u64) {
-    // SAFETY: the caller won the CAS to CLAIMED, after checking that no hold and no hazard protects
-    // the slot, so no one else reads or writes `func` until the slot is handed out again below.
-    let f = unsafe { (*s.func.get()).take() };
-    drop(f); // the drop hook; it may call back into ferry
-    let gen = (state >> GEN_SHIFT) as u32 + 1;
-    s.state.store(u64::from(gen) << GEN_SHIFT, Ordering::Release);
-    if gen != u32::MAX {
-        ALLOC.lock().free.push(ix as u32);
+    fn slot(&self, ix: usize) -> Option<&'static Slot> {
+        if ix >= MAX_SLOTS {
+            return None;
+        }
+        let c = self.chunks[ix / CHUNK].load(Ordering::Acquire);
+        // SAFETY: a published chunk holds CHUNK slots and is never freed or moved (while the
+        // registry lives, which is the whole process outside the model checker).
+        (!c.is_null()).then(|| unsafe { &*c.add(ix % CHUNK) })
     }
-}
 
-/// Frees a DEFERRED slot if nothing protects it any more; called by whoever drops a protection.
-fn try_reclaim(ix: usize, s: &'static Slot) {
-    std::sync::atomic::fence(Ordering::SeqCst);
-    let mut st = s.state.load(Ordering::Acquire);
-    loop {
-        if st & (DEFERRED | CLAIMED) != DEFERRED || st & COUNT_MASK != 0 || hazard::protected(ix) {
+    /// Takes a free slot (allocating its chunk if needed); its state holds the generation to use.
+    fn alloc(&self) -> Result<usize, Error> {
+        let mut a = self.alloc.lock();
+        if let Some(ix) = a.free.pop() {
+            return Ok(ix as usize);
+        }
+        if a.next == MAX_SLOTS {
+            return Err(Error::TableFull);
+        }
+        let ix = a.next;
+        if ix % CHUNK == 0 {
+            // Built on the heap one slot at a time: a chunk never sits on the stack.
+            let chunk: Box<[Slot]> = (0..CHUNK).map(|_| Slot::new()).collect();
+            self.chunks[ix / CHUNK].store(Box::into_raw(chunk).cast::<Slot>(), Ordering::Release);
+        }
+        a.next += 1;
+        Ok(ix)
+    }
+
+    /// Frees slot `ix`, which the caller has just claimed (its state is `gen | CLAIMED`): drops its
+    /// callback with no lock held, moves the generation on and returns the slot to the free list
+    /// (or retires it).
+    fn release(&self, ix: usize, s: &'static Slot, state: u64) {
+        // SAFETY: the caller won the CAS to CLAIMED, after a successful heavy barrier showed that
+        // no hold and no hazard protects the slot, so no one else reads or writes `func` until the
+        // slot is handed out again below.
+        let f = s.func.with_mut(|f| unsafe { (*f).take() });
+        // The drop hook; it may call back into ferry. A panic in it must not lose the slot.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(f)));
+        self.alive.fetch_sub(1, Ordering::Release);
+        match slots::next_gen(gen_of(state)) {
+            Some(gen) => {
+                s.state.store(u64::from(gen) << GEN_SHIFT, Ordering::Release);
+                self.alloc.lock().free.push(ix as u32);
+            }
+            None => s.state.store(u64::from(u32::MAX) << GEN_SHIFT, Ordering::Release),
+        }
+    }
+
+    /// Claims and frees a DEFERRED slot if nothing protects it any more. Only call after a heavy
+    /// barrier that succeeded, made after the protections to be judged were dropped.
+    fn reclaim_checked(&self, ix: usize, s: &'static Slot) {
+        let mut st = s.state.load(Ordering::Acquire);
+        loop {
+            if st & (DEFERRED | CLAIMED) != DEFERRED || st & COUNT_MASK != 0 || hazard::protected(ix) {
+                return;
+            }
+            let claimed = (st & GEN_MASK) | CLAIMED;
+            match s.state.compare_exchange(st, claimed, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return self.release(ix, s, claimed),
+                Err(now) => st = now,
+            }
+        }
+    }
+
+    /// Frees a DEFERRED slot if nothing protects it any more; called by whoever drops a protection.
+    fn try_reclaim(&self, ix: usize, s: &'static Slot) {
+        if hazard::heavy_barrier() {
+            self.reclaim_checked(ix, s);
+            self.drain_parked();
+        } else {
+            self.park(ix, s);
+        }
+    }
+
+    /// The unregister's side, after it cleared REGISTERED: frees the slot now if nothing protects
+    /// it, else marks it DEFERRED for the last protector to free.
+    fn retire(&self, ix: usize, s: &'static Slot) {
+        if !hazard::heavy_barrier() {
+            return self.park(ix, s);
+        }
+        let mut st = s.state.load(Ordering::Acquire);
+        let hazards = loop {
+            let hazards = hazard::protected(ix);
+            let (next, claim) = if !hazards && st & COUNT_MASK == 0 {
+                ((st & GEN_MASK) | CLAIMED, true)
+            } else {
+                (st | DEFERRED, false)
+            };
+            match s.state.compare_exchange(st, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) if claim => {
+                    self.release(ix, s, next);
+                    return self.drain_parked();
+                }
+                Ok(_) => break hazards,
+                Err(now) => st = now,
+            }
+        };
+        if hazards {
+            // An invoke that leaves after this sees DEFERRED; one that left before it is seen here.
+            self.try_reclaim(ix, s);
+        }
+    }
+
+    /// Marks the slot DEFERRED and parks it until a heavy barrier succeeds.
+    #[cold]
+    fn park(&self, ix: usize, s: &'static Slot) {
+        let st = s.state.fetch_or(DEFERRED, Ordering::AcqRel);
+        if st & CLAIMED != 0 {
             return;
         }
-        match s.state.compare_exchange(st, (st & GEN_MASK) | CLAIMED, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) => return release(ix, s, (st & GEN_MASK) | CLAIMED),
-            Err(now) => st = now,
+        self.parked.lock().push((ix, gen_of(st)));
+        self.parked_n.fetch_add(1, Ordering::Release);
+    }
+
+    /// Frees the parked slots that nothing protects any more, if a heavy barrier succeeds now.
+    fn drain_parked(&self) {
+        if self.parked_n.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let list = std::mem::take(&mut *self.parked.lock());
+        self.parked_n.fetch_sub(list.len(), Ordering::AcqRel);
+        // The barrier comes after the list was taken, so it covers every protection dropped
+        // before any of these slots was parked.
+        if !hazard::heavy_barrier() {
+            let n = list.len();
+            self.parked.lock().extend(list);
+            self.parked_n.fetch_add(n, Ordering::Release);
+            return;
+        }
+        for (ix, gen) in list {
+            if let Some(s) = self.slot(ix) {
+                if gen_of(s.state.load(Ordering::Acquire)) == gen {
+                    self.reclaim_checked(ix, s);
+                }
+            }
         }
     }
-}
 
-/// The unregister's side, after it cleared REGISTERED: frees the slot now if nothing protects it,
-/// else marks it DEFERRED for the last protector to free.
-fn retire(ix: usize, s: &'static Slot) {
-    hazard::heavy_barrier();
-    let mut st = s.state.load(Ordering::Acquire);
-    let hazards = loop {
-        let hazards = hazard::protected(ix);
-        let (next, claim) = if !hazards && st & COUNT_MASK == 0 {
-            ((st & GEN_MASK) | CLAIMED, true)
-        } else {
-            (st | DEFERRED, false)
-        };
-        match s.state.compare_exchange(st, next, Ordering::AcqRel, Ordering::Acquire) {
-            Ok(_) if claim => return release(ix, s, next),
-            Ok(_) => break hazards,
-            Err(now) => st = now,
+    fn lookup(&self, id: u64) -> Result<(u32, usize, &'static Slot), CallError> {
+        let bad = CallError::Ferry(Error::InvalidHandle);
+        let k = slots::decode(id, Kind::Callback).ok_or(bad)?;
+        if k.shard != 0 {
+            return Err(bad);
         }
-    };
-    if hazards {
-        // An invoke leaving after this barrier sees DEFERRED; one that left before it is seen here.
-        hazard::heavy_barrier();
-        try_reclaim(ix, s);
+        Ok((k.gen, k.slot, self.slot(k.slot).ok_or(bad)?))
     }
 }
 
-/// Counts callbacks alive; decremented after the callback (and so its drop hook) is dropped.
-struct AliveToken;
-
-impl AliveToken {
-    fn new() -> AliveToken {
-        ALIVE.fetch_add(1, Ordering::Relaxed);
-        AliveToken
-    }
-}
-
-impl Drop for AliveToken {
+#[cfg(loom)]
+impl Drop for Registry {
     fn drop(&mut self) {
-        ALIVE.fetch_sub(1, Ordering::Release);
+        for c in &self.chunks {
+            let p = c.load(Ordering::Relaxed);
+            if !p.is_null() {
+                // SAFETY: made by Box::into_raw of a CHUNK-slot boxed slice in `alloc`; the registry
+                // is being dropped, so nothing uses its slots any more.
+                drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, CHUNK)) });
+            }
+        }
     }
 }
 
@@ -191,16 +297,14 @@ impl Callback {
     /// Calls the callback on this thread. A panic in it becomes [`CallError::CallbackPanic`]`(0)`.
     #[inline]
     pub fn call(&self, p: Payload) -> Result<Payload, CallError> {
-        // SAFETY: this hold keeps `func` in place and unwritten (see the module docs).
-        let (f, _) = unsafe { (*self.slot.func.get()).as_ref() }.expect("a held slot has its callback");
-        catch(CallError::CallbackPanic(0), || f(p))
+        self.slot.call(p)
     }
 }
 
 impl Clone for Callback {
     fn clone(&self) -> Callback {
         // Already held, so the slot cannot be freed under us; the count cannot overflow in practice
-        // (2^30 holders of one callback).
+        // (2^28 holders of one callback; `get` refuses the last one).
         self.slot.state.fetch_add(1, Ordering::Relaxed);
         Callback { ix: self.ix, slot: self.slot }
     }
@@ -210,7 +314,7 @@ impl Drop for Callback {
     fn drop(&mut self) {
         let now = self.slot.state.fetch_sub(1, Ordering::AcqRel) - 1;
         if now & DEFERRED != 0 && now & COUNT_MASK == 0 {
-            try_reclaim(self.ix, self.slot);
+            REGISTRY.try_reclaim(self.ix, self.slot);
         }
     }
 }
@@ -229,27 +333,29 @@ pub(crate) struct Reservation {
 /// Takes a slot first, so that a caller whose callback owns foreign state can make the callback
 /// only once registering cannot fail any more. Errors: `Ferry(TableFull)`.
 pub(crate) fn reserve() -> Result<Reservation, CallError> {
-    Ok(Reservation { ix: Some(alloc()?) })
+    REGISTRY.drain_parked();
+    Ok(Reservation { ix: Some(REGISTRY.alloc()?) })
 }
 
 impl Reservation {
     /// Registers `f` in the reserved slot and returns its id.
     pub(crate) fn fill(mut self, f: Box<Func>) -> u64 {
         let ix = self.ix.take().expect("filled once");
-        let s = slot(ix).expect("allocated slots exist");
+        let s = REGISTRY.slot(ix).expect("allocated slots exist");
         // SAFETY: the slot came off the free list (or is new): nobody else reads or writes it.
-        unsafe { *s.func.get() = Some((f, AliveToken::new())) };
-        let gen = s.state.load(Ordering::Relaxed) >> GEN_SHIFT;
-        s.state.store((gen << GEN_SHIFT) | REGISTERED, Ordering::Release);
-        REGISTERED_N.fetch_add(1, Ordering::Relaxed);
-        (gen << GEN_SHIFT) | (KIND << KIND_SHIFT) | ix as u64
+        s.func.with_mut(|p| unsafe { *p = Some(f) });
+        REGISTRY.alive.fetch_add(1, Ordering::Relaxed);
+        let gen = gen_of(s.state.load(Ordering::Relaxed));
+        s.state.store((u64::from(gen) << GEN_SHIFT) | REGISTERED, Ordering::Release);
+        REGISTRY.registered.fetch_add(1, Ordering::Relaxed);
+        slots::encode(Kind::Callback, slots::Key { gen, shard: 0, slot: ix })
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(ix) = self.ix {
-            ALLOC.lock().free.push(ix as u32);
+            REGISTRY.alloc.lock().free.push(ix as u32);
         }
     }
 }
@@ -268,36 +374,33 @@ pub fn register(
 
 /// Unregisters `id`. The id is invalid from now on; the callback is dropped here, on this thread,
 /// unless a running call or queued job still holds it, in which case the last of them drops it.
-/// Errors: `Ferry(InvalidHandle)` for an unknown or already unregistered id.
+/// Errors: `Ferry(InvalidHandle)` for an unknown or already unregistered id, or an id of another
+/// kind.
 pub fn unregister(id: u64) -> Result<(), CallError> {
-    let bad = CallError::Ferry(Error::InvalidHandle);
-    let (gen, ix) = split(id).ok_or(bad)?;
-    let s = slot(ix).ok_or(bad)?;
+    let (gen, ix, s) = REGISTRY.lookup(id)?;
     let mut cur = s.state.load(Ordering::Acquire);
     loop {
-        if (cur >> GEN_SHIFT) as u32 != gen || cur & REGISTERED == 0 {
-            return Err(bad);
+        if gen_of(cur) != gen || cur & REGISTERED == 0 {
+            return Err(CallError::Ferry(Error::InvalidHandle));
         }
         match s.state.compare_exchange_weak(cur, cur & !REGISTERED, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => break,
             Err(now) => cur = now,
         }
     }
-    REGISTERED_N.fetch_sub(1, Ordering::Relaxed);
-    retire(ix, s);
+    REGISTRY.registered.fetch_sub(1, Ordering::Relaxed);
+    REGISTRY.retire(ix, s);
     Ok(())
 }
 
 /// A hold on the callback `id` names: it stays alive until the returned value is dropped.
 /// Errors: `Ferry(InvalidHandle)`.
 pub fn get(id: u64) -> Result<Callback, CallError> {
-    let bad = CallError::Ferry(Error::InvalidHandle);
-    let (gen, ix) = split(id).ok_or(bad)?;
-    let s = slot(ix).ok_or(bad)?;
+    let (gen, ix, s) = REGISTRY.lookup(id)?;
     let mut cur = s.state.load(Ordering::Relaxed);
     loop {
-        if (cur >> GEN_SHIFT) as u32 != gen || cur & REGISTERED == 0 || cur & COUNT_MASK == COUNT_MASK {
-            return Err(bad);
+        if gen_of(cur) != gen || cur & REGISTERED == 0 || cur & COUNT_MASK == COUNT_MASK {
+            return Err(CallError::Ferry(Error::InvalidHandle));
         }
         match s.state.compare_exchange_weak(cur, cur + 1, Ordering::Acquire, Ordering::Relaxed) {
             Ok(_) => return Ok(Callback { ix, slot: s }),
@@ -309,42 +412,45 @@ pub fn get(id: u64) -> Result<Callback, CallError> {
 /// Calls the callback `id` on this thread with `p` and returns its result.
 ///
 /// No lock is held while it runs, so it may call ferry again (even unregister itself). On success
-/// the returned payload's buffer id belongs to the caller. Errors: `Ferry(InvalidHandle)` (unknown
-/// or stale id), `Failed`, `CallbackPanic`.
+/// the returned payload's buffer id belongs to the caller. Errors: `Ferry(InvalidHandle)` (unknown,
+/// stale or another kind of id), `Failed`, `CallbackPanic`.
 pub fn invoke(id: u64, p: Payload) -> Result<Payload, CallError> {
-    let bad = CallError::Ferry(Error::InvalidHandle);
-    let (gen, ix) = split(id).ok_or(bad)?;
-    let s = slot(ix).ok_or(bad)?;
+    let (gen, ix, s) = REGISTRY.lookup(id)?;
     let Some(h) = Hazard::protect(ix) else {
         // No hazard slot left (deeply nested invokes, or a thread that is exiting): take a hold.
         return get(id)?.call(p);
     };
     let st = s.state.load(Ordering::Acquire);
-    let r = if (st >> GEN_SHIFT) as u32 == gen && st & REGISTERED != 0 {
-        // SAFETY: the hazard, published before the state was seen REGISTERED, keeps `func` in
-        // place and unwritten until it is dropped (see the module docs).
-        let (f, _) = unsafe { (*s.func.get()).as_ref() }.expect("a registered slot has its callback");
-        catch(CallError::CallbackPanic(0), || f(p))
+    let r = if gen_of(st) == gen && st & REGISTERED != 0 {
+        // The hazard, published before the state was seen REGISTERED, keeps `func` in place.
+        s.call(p)
     } else {
-        Err(bad)
+        Err(CallError::Ferry(Error::InvalidHandle))
     };
     drop(h);
     // If an unregister found this hazard, it left the freeing to whoever drops the last protection.
     if s.state.load(Ordering::Relaxed) & DEFERRED != 0 {
-        try_reclaim(ix, s);
+        REGISTRY.try_reclaim(ix, s);
     }
     r
 }
 
+/// Callbacks registered and not unregistered.
 pub(crate) fn registered() -> usize {
-    REGISTERED_N.load(Ordering::Relaxed)
+    REGISTRY.registered.load(Ordering::Relaxed)
 }
 
+/// Callbacks whose drop hook has not run yet.
 pub(crate) fn alive() -> usize {
-    ALIVE.load(Ordering::Acquire)
+    REGISTRY.alive.load(Ordering::Acquire)
 }
 
-#[cfg(test)]
+/// Slots waiting for a heavy barrier before they can be freed (0 unless barriers failed).
+#[allow(dead_code)]
+pub(crate) fn parked() -> usize {
+    REGISTRY.parked_n.load(Ordering::Acquire)
+}
+#[cfg(all(test, not(loom)))]
 mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU64};
     use std::sync::Arc;

@@ -37,7 +37,9 @@ pub struct FerryStats {
     pub live_ids: u64,
     /// Bytes held alive by live ids, counted once per allocation however many ids share it.
     pub live_bytes: u64,
-    /// The highest live_bytes since start (or since ferry_peak_reset).
+    /// The highest live_bytes since start (or since ferry_peak_reset): exact for buffers of 256 KiB
+    /// or more; smaller creates on other threads may be seen up to 256 KiB late per thread. Never
+    /// above the limit.
     pub peak_bytes: u64,
     /// Ids issued since start.
     pub created: u64,
@@ -279,8 +281,10 @@ pub extern "C" fn ferry_stats_get(stats_out: *mut FerryStats) -> FerryStatus {
     })
 }
 
-/// Sets the live-byte limit (0 removes it). A create or adopt that would take live bytes past it
-/// fails with LIMIT_REACHED; bytes already live are not touched.
+/// Sets the live-byte limit (0 removes it). The limit is exact: live bytes never exceed it, across
+/// all threads, and a create or adopt fails with LIMIT_REACHED only when the live bytes, plus the
+/// bytes of creates running at the same moment, plus its own size would exceed it. Bytes already
+/// live are not touched (a limit below them refuses every create until enough is released).
 #[no_mangle]
 pub extern "C" fn ferry_limit_set(bytes: u64) -> FerryStatus {
     run("ferry_limit_set", || {
