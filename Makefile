@@ -10,12 +10,12 @@ STATIC_LIB := $(LIB_DIR)/libferry.a
 SHARED_LIB := $(LIB_DIR)/libferry.so
 HEADER     := ffi/ferry.h
 
-TEST_TARGETS := test-rust
+TEST_TARGETS := test-rust lint
 
 .DEFAULT_GOAL := all
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: all lib test test-rust header bench-rust clean
+.PHONY: all lib test test-rust lint header bench-rust clean
 all: lib
 
 # The static and shared libraries (always rebuilt through cargo, which knows when they are stale).
@@ -26,6 +26,13 @@ lib:
 test-rust:
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
+
+# Formatting, and clippy with every warning an error: among them, every `unsafe` block must say
+# why it is sound (clippy::undocumented_unsafe_blocks, also set in src/lib.rs).
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings -D clippy::undocumented_unsafe_blocks
+	@bad=$$(gofmt -l golang examples 2>/dev/null); if [ -n "$$bad" ]; then echo "gofmt: $$bad" >&2; exit 1; fi
 
 # Regenerates ffi/ferry.h from src/ffi.
 header:

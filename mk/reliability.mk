@@ -5,8 +5,9 @@
 # make test-reliability  (in `make test`) runs rel-fast and then rel-slow-ci:
 #   rel-fast               rel-model rel-fault rel-loom rel-signals rel-go
 #     rel-model            1,000,000 random C ABI calls checked against a model
-#     rel-fault            a panic injected into every exported function (--features fault-injection)
-#     rel-loom             loom model of the table's slot/generation protocol (--cfg loom)
+#     rel-fault            a panic injected into every exported function, and failing heavy barriers
+#                          under the callback registry (--features fault-injection)
+#     rel-loom             loom: the real slot core, byte accounting and callback registry (--cfg loom)
 #     rel-signals          c_tests/rel_signals.c: dlopen + use installs no signal handler; thread stacks
 #     rel-go               Go: signal dispositions and SA_ONSTACK kept, short soak (1,000,000 cycles)
 #   rel-slow-ci            bounded versions of the slow parts: asan, valgrind-rust, fuzz (30 s)
