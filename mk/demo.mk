@@ -5,6 +5,8 @@
 #                 without Close. Prints a table per phase and writes results/report.md with two SVG
 #                 charts (results/frames.svg, results/callbacks.svg). Fails if a check fails or an
 #                 id is still live at the end. DEMO_FLAGS passes extra flags (e.g. -quick).
+#                 Then the Python demo (demo-python, mk/python.mk) prints its table and appends a
+#                 Python section to the same report.
 # make test-demo  runs the report package's tests and the demo's quick mode (-quick, a few
 #                 seconds), writing its report to build/demo-quick/.
 
@@ -24,6 +26,7 @@ demo-build: lib
 
 demo: demo-build
 	$(DEMO_BIN) -out $(DEMO_OUT) $(DEMO_FLAGS)
+	@$(MAKE) --no-print-directory demo-python
 
 test-demo: demo-build
 	cd golang && $(GO) vet ./cmd/ferry-demo ./internal/report

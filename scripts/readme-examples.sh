@@ -11,14 +11,15 @@ python3 - "$root/README.md" "$out" <<'PY'
 import re, sys, pathlib
 readme, out = sys.argv[1], pathlib.Path(sys.argv[2])
 text = open(readme).read()
-found = {"go": 0, "c": 0}
-for m in re.finditer(r"<!-- readme-test: (go|c) -->\s*```\w*\n(.*?)```", text, re.S):
+found = {"go": 0, "c": 0, "python": 0}
+for m in re.finditer(r"<!-- readme-test: (go|c|python) -->\s*```\w*\n(.*?)```", text, re.S):
     lang, code = m.group(1), m.group(2)
     found[lang] += 1
-    name = "main.go" if lang == "go" else f"example{found[lang]}.c"
+    name = {"go": "main.go", "python": "example.py"}.get(lang, f"example{found[lang]}.c")
+    (out / lang).mkdir(exist_ok=True)
     (out / lang / name).write_text(code)
-if found != {"go": 1, "c": 1}:
-    sys.exit(f"readme-examples: expected one Go and one C example, found {found}")
+if found != {"go": 1, "c": 1, "python": 1}:
+    sys.exit(f"readme-examples: expected one Go, one C and one Python example, found {found}")
 PY
 
 # Go: a throwaway module that uses the local package through a replace directive (no download).
@@ -42,4 +43,11 @@ ${CC:-cc} -std=c11 -Wall -Wextra -Werror -I"$root/ffi" -o "$out/c/example" "$out
 "$out/c/example" > "$out/c/output.txt"
 echo "README C example ran:" && sed 's/^/    /' "$out/c/output.txt"
 grep -qx 'ferry' "$out/c/output.txt"
-echo "readme examples: 2 passed, 0 failed"
+
+# Python: run with the venv that `make python-install` filled (FERRY_PYTHON overrides).
+"${FERRY_PYTHON:-$root/build/venv/bin/python}" "$out/python/example.py" > "$out/python/output.txt"
+echo "README Python example ran:" && sed 's/^/    /' "$out/python/output.txt"
+grep -qx 'hello' "$out/python/output.txt"
+grep -qx '42' "$out/python/output.txt"
+grep -qx 'live ids: 0' "$out/python/output.txt"
+echo "readme examples: 3 passed, 0 failed"
