@@ -27,7 +27,8 @@ test-rust:
 	$(CARGO) test --all-targets
 	$(CARGO) test --doc
 
-# Regenerates ffi/ferry.h from src/ffi.
+# Regenerates ffi/ferry.h (cbindgen, from src/ffi) and golang/status_gen.go (the Go status constants),
+# both from the one status list in src/error.rs; tests/header.rs fails while either is stale.
 header:
 	FERRY_UPDATE_HEADER=1 $(CARGO) test --test header
 
