@@ -108,8 +108,11 @@ fn go_clause(doc: &str) -> String {
     }
 }
 
+/// A Go string literal. Status names and messages are printable ASCII, whose Rust escaping (`\"`,
+/// `\\`) is Go's too.
 fn go_string(s: &str) -> String {
-    format!("{s:?}") // Rust's escaping of these plain ASCII texts is also valid Go
+    assert!(s.bytes().all(|b| (0x20..0x7f).contains(&b)), "{s:?}: keep status texts printable ASCII");
+    format!("{s:?}")
 }
 
 /// `golang/status_gen.go` as the status list gives it now. Laid out so that gofmt leaves it as it is:
