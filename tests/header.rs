@@ -9,7 +9,11 @@
 //! - Every function in the header that returns a `FerryStatus` names in its `Errors:` line exactly
 //!   the statuses `ferry::ffi::status::function_errors` lists for it.
 //!
-//! `FERRY_UPDATE_HEADER=1 cargo test --test header` (or `make header`) rewrites both files.
+//! - `golang/ferry.h` is an identical copy of the header: the Go module compiles against it (a module
+//!   zip holds only `golang/`, so the Go package cannot reach `ffi/`).
+//! - The shared library's SONAME carries the ABI version the header states.
+//!
+//! `FERRY_UPDATE_HEADER=1 cargo test --test header` (or `make header`) rewrites the generated files.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -197,6 +201,7 @@ fn check_committed(rel: &str, fresh: &str) {
 #[test]
 fn committed_header_is_current() {
     check_committed("ffi/ferry.h", fresh_header());
+    check_committed("golang/ferry.h", fresh_header());
 }
 
 #[test]
@@ -408,4 +413,15 @@ fn the_errors_check_catches_a_missing_status() {
         BTreeSet::from(["CLOSED".to_string(), "NULL_POINTER".to_string()])
     );
     assert_eq!(clause("Errors: none.").unwrap(), BTreeSet::new());
+}
+
+/// The shared library's SONAME is `libferry.so.N` with N the ABI version (build.rs reads it from
+/// src/ffi), and the header states the same version as a macro.
+#[test]
+fn soname_and_header_carry_the_abi_version() {
+    let abi = ferry::ffi::buffer::FERRY_ABI_VERSION;
+    assert_eq!(env!("FERRY_SONAME_MAJOR"), abi.to_string(), "build.rs read another ABI version than the crate's");
+    let header = std::fs::read_to_string(root().join("ffi/ferry.h")).expect("read ffi/ferry.h");
+    let line = format!("#define FERRY_ABI_VERSION {abi}");
+    assert!(header.lines().any(|l| l.trim() == line), "ffi/ferry.h lacks `{line}`");
 }
