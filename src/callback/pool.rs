@@ -3,12 +3,33 @@
 //! The pool starts lazily at the first submit, with [`PoolConfig`]'s thread count and stack size, and
 //! keeps its threads until [`shutdown`] (after which the next submit starts it again). Jobs wait in
 //! one bounded FIFO; a submit wakes a worker only if one is asleep. A job runs under `catch_unwind`,
-//! so a panic fails that job alone. No lock is held while a job runs: a job (or a Go callback it
-//! invokes) may submit more work or call any other ferry function.
+//! and so do its drop and its completion, so a panic fails that job alone and never kills a
+//! worker. No lock is held while a job runs: a job (or a Go callback it invokes) may submit more
+//! work or call any other ferry function.
+//!
+//! # Nested work
+//!
+//! A callback running on a worker may submit async work and wait for it (a Go callback calling
+//! `ferry.Checksum`, a C callback waiting on a queue). If every worker did that at once, nobody
+//! would be left to run the work they wait for. So a submit made *on a worker* when no worker is
+//! free to take the job starts an extra worker (the way Go's runtime hands a blocked thread's work
+//! to a new one, and tokio's `block_in_place`). Extra workers run jobs like the others and exit as
+//! soon as they find the queue empty, so the pool shrinks back to its configured size. At most
+//! [`extra_workers`] extras run at once; a submit from a worker that would need one more fails
+//! with [`CallError::WouldDeadlock`] instead of queueing work nobody may ever run.
+//!
+//! # fork
+//!
+//! After `fork` the child has no worker threads. A `pthread_atfork` handler (installed when the
+//! pool first starts) stops the child's copy of the pool: jobs that were waiting complete there with
+//! `Closed`, jobs that were running complete in the parent only, and the child's next submit starts
+//! a pool of its own. The handler takes the pool's locks around the fork, so a fork never copies
+//! them held.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 
 use parking_lot::{Condvar, Mutex};
@@ -17,6 +38,13 @@ use super::ops::{Prepared, Request};
 use super::queue::{self, CancelToken, Completer};
 use super::{catch, CallError, Payload};
 
+/// Most worker threads a pool is configured with.
+pub const MAX_THREADS: usize = 256;
+/// Smallest worker stack accepted: every ferry function runs in it (c_tests/small_stack.c).
+pub const MIN_STACK: usize = 64 << 10;
+/// Largest worker stack accepted: 1 GiB.
+pub const MAX_STACK: usize = 1 << 30;
+
 /// How the pool is built at its next start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolConfig {
@@ -24,15 +52,21 @@ pub struct PoolConfig {
     pub threads: usize,
     /// Jobs that may wait before submits get `QueueFull` (at least 1). Default: 65536.
     pub queue_cap: usize,
-    /// Stack size of each worker thread in bytes (at least 64 KiB). Default: 256 KiB.
+    /// Stack size of each worker thread in bytes (64 KiB ..= 1 GiB). Default: 256 KiB.
     pub stack_size: usize,
 }
 
 impl Default for PoolConfig {
     fn default() -> PoolConfig {
         let cpus = thread::available_parallelism().map_or(2, |n| n.get());
-        PoolConfig { threads: cpus.max(2), queue_cap: 1 << 16, stack_size: 256 << 10 }
+        PoolConfig { threads: cpus.clamp(2, MAX_THREADS), queue_cap: 1 << 16, stack_size: 256 << 10 }
     }
+}
+
+/// Extra workers a pool of `threads` may start for work submitted from its own workers (see the
+/// module docs): as many as it has threads, and at least 64.
+pub fn extra_workers(threads: usize) -> usize {
+    threads.max(64)
 }
 
 type BoxedWork = Box<dyn FnOnce(&CancelToken) -> Result<Payload, CallError> + Send>;
@@ -55,10 +89,15 @@ struct State {
     /// one is asleep and not already on its way, so a burst of submits makes one wake-up, not one
     /// futex call each.
     signaled: usize,
+    /// Workers running (configured ones and extras).
+    workers: usize,
     running: bool,
     closing: bool,
     threads: Vec<JoinHandle<()>>,
-    config: Option<PoolConfig>,
+    /// The configuration of the running pool.
+    active: Option<PoolConfig>,
+    /// The configuration for the next start.
+    next: Option<PoolConfig>,
 }
 
 struct Pool {
@@ -73,40 +112,55 @@ static POOL: Pool = Pool {
         jobs: VecDeque::new(),
         idle: 0,
         signaled: 0,
+        workers: 0,
         running: false,
         closing: false,
         threads: Vec::new(),
-        config: None,
+        active: None,
+        next: None,
     }),
     cv: Condvar::new(),
     shutdown: Mutex::new(()),
 };
 
 static WORKERS: AtomicUsize = AtomicUsize::new(0);
+static JOB_PANICS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static IS_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Sets the configuration used at the pool's next start; a running pool keeps its threads until
-/// [`shutdown`]. Errors: `InvalidArgument` for a value outside the documented ranges.
+/// Reports whether this thread is one of the pool's workers.
+pub fn on_worker() -> bool {
+    IS_WORKER.with(Cell::get)
+}
+
+/// Sets the configuration used at the pool's next start; a running pool keeps its threads, its
+/// queue capacity and its stack size until [`shutdown`]. Errors: `InvalidArgument` for a value
+/// outside the documented ranges (checked here, never at the next submit).
 pub fn configure(c: PoolConfig) -> Result<(), CallError> {
-    if !(1..=256).contains(&c.threads) || c.queue_cap == 0 || c.stack_size < (64 << 10) {
+    if !(1..=MAX_THREADS).contains(&c.threads)
+        || c.queue_cap == 0
+        || !(MIN_STACK..=MAX_STACK).contains(&c.stack_size)
+    {
         return Err(CallError::InvalidArgument);
     }
-    POOL.state.lock().config = Some(c);
+    POOL.state.lock().next = Some(c);
     Ok(())
 }
 
 /// Stops the pool: jobs still waiting complete with `Closed` without running, running jobs finish
 /// (a job that never ends keeps `shutdown` waiting), and every worker thread is joined before
-/// `shutdown` returns. The next submit starts a new pool.
-/// Errors: `InvalidArgument` when called from a worker thread (it would wait for itself).
+/// `shutdown` returns. The next submit starts a new pool. The waiting jobs are dropped after every
+/// pool lock is let go, so their release functions and drop hooks may call ferry (`shutdown`
+/// included, which then finds the pool stopped).
+/// Errors: `InvalidArgument` when called from a worker thread (it would wait for itself); nothing
+/// is changed then.
 pub fn shutdown() -> Result<(), CallError> {
-    if IS_WORKER.with(Cell::get) {
+    if on_worker() {
         return Err(CallError::InvalidArgument);
     }
-    let _serial = POOL.shutdown.lock();
+    let serial = POOL.shutdown.lock();
     let (jobs, threads) = {
         let mut st = POOL.state.lock();
         if !st.running {
@@ -116,17 +170,34 @@ pub fn shutdown() -> Result<(), CallError> {
         (std::mem::take(&mut st.jobs), std::mem::take(&mut st.threads))
     };
     POOL.cv.notify_all();
-    for j in jobs {
-        j.done.complete(Err(CallError::Closed));
-    }
     for t in threads {
         let _ = t.join();
     }
-    let mut st = POOL.state.lock();
-    st.running = false;
-    st.closing = false;
-    st.signaled = 0;
+    {
+        let mut st = POOL.state.lock();
+        st.running = false;
+        st.closing = false;
+        st.signaled = 0;
+        st.active = None;
+    }
+    drop(serial);
+    for j in jobs {
+        close_job(j);
+    }
     Ok(())
+}
+
+/// Completes a job that will never run with `Closed`; a panic while dropping it is caught.
+fn close_job(j: Job) {
+    let Job { work, done } = j;
+    if catch_unwind(AssertUnwindSafe(move || {
+        drop(work);
+        done.complete(Err(CallError::Closed));
+    }))
+    .is_err()
+    {
+        JOB_PANICS.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Submits a built-in operation; its completion arrives on queue `queue` with `tag`.
@@ -134,7 +205,8 @@ pub fn shutdown() -> Result<(), CallError> {
 /// Exactly one completion follows a successful submit (an error, `Cancelled` or `Closed` included);
 /// none follows a failed one. The input buffer is held from now on, so the caller may release its
 /// id at once. Errors: `Ferry(InvalidHandle)` (queue, input or callback id), `InvalidArgument`
-/// (tag already in flight on the queue, bad argument), `Closed`, `QueueFull`.
+/// (tag already in flight on the queue, bad argument), `Closed`, `QueueFull`,
+/// `Ferry(AllocFailed)` (no worker thread could be started), `WouldDeadlock` (see the module docs).
 pub fn submit(queue: u64, tag: u64, req: Request) -> Result<(), CallError> {
     let work = Work::Op(Prepared::new(req)?);
     enqueue(queue, tag, work)
@@ -152,16 +224,9 @@ pub fn spawn(
 
 fn enqueue(queue: u64, tag: u64, work: Work) -> Result<(), CallError> {
     let done = Completer::on(queue::get(queue)?, tag)?;
+    let nested = on_worker();
     let mut st = POOL.state.lock();
-    let refused = if st.closing {
-        Some(CallError::Closed)
-    } else if !st.running && !start(&mut st) {
-        Some(CallError::Ferry(crate::Error::AllocFailed))
-    } else if st.jobs.len() >= st.config.map_or(1 << 16, |c| c.queue_cap) {
-        Some(CallError::QueueFull)
-    } else {
-        None
-    };
+    let refused = admit(&mut st, nested).err();
     if let Some(e) = refused {
         drop(st);
         done.forget();
@@ -179,17 +244,55 @@ fn enqueue(queue: u64, tag: u64, work: Work) -> Result<(), CallError> {
     Ok(())
 }
 
-/// Starts the workers; returns false if not even one thread could be made.
-fn start(st: &mut State) -> bool {
-    let c = *st.config.get_or_insert_with(PoolConfig::default);
-    for i in 0..c.threads {
-        let b = thread::Builder::new().name(format!("ferry-worker-{i}")).stack_size(c.stack_size);
-        if let Ok(h) = b.spawn(worker) {
-            st.threads.push(h);
+/// Decides whether one more job may be queued, starting the pool or an extra worker as needed.
+fn admit(st: &mut State, nested: bool) -> Result<(), CallError> {
+    if st.closing {
+        return Err(CallError::Closed);
+    }
+    if !st.running {
+        start(st)?;
+    }
+    let c = st.active.expect("a running pool has its configuration");
+    if st.jobs.len() >= c.queue_cap {
+        return Err(CallError::QueueFull);
+    }
+    // A worker submitting while no worker is free to take the job may be about to wait for it.
+    let free = st.idle.saturating_sub(st.signaled) > st.jobs.len();
+    if nested && !free {
+        if st.workers >= c.threads + extra_workers(c.threads) {
+            return Err(CallError::WouldDeadlock);
+        }
+        st.threads.retain(|h| !h.is_finished());
+        spawn_worker(st, &c).map_err(|_| CallError::Ferry(crate::Error::AllocFailed))?;
+    }
+    Ok(())
+}
+
+fn spawn_worker(st: &mut State, c: &PoolConfig) -> std::io::Result<()> {
+    let n = st.threads.len();
+    let h = thread::Builder::new().name(format!("ferry-worker-{n}")).stack_size(c.stack_size).spawn(worker)?;
+    st.threads.push(h);
+    st.workers += 1;
+    Ok(())
+}
+
+/// Starts the workers; fails if not even one thread could be made.
+fn start(st: &mut State) -> Result<(), CallError> {
+    install_fork_handlers();
+    let c = st.next.unwrap_or_default();
+    st.active = Some(c);
+    for _ in 0..c.threads {
+        if spawn_worker(st, &c).is_err() {
+            break;
         }
     }
     st.running = !st.threads.is_empty();
-    st.running
+    if st.running {
+        Ok(())
+    } else {
+        st.active = None;
+        Err(CallError::Ferry(crate::Error::AllocFailed))
+    }
 }
 
 fn worker() {
@@ -201,13 +304,17 @@ fn worker() {
     WORKERS.fetch_sub(1, Ordering::SeqCst);
 }
 
+/// The next job, or None when this worker should exit: the pool is closing, or it has more
+/// workers than configured (extras started for nested work) and nothing is waiting.
 fn next_job() -> Option<Job> {
     let mut st = POOL.state.lock();
     loop {
         if let Some(j) = st.jobs.pop_front() {
             return Some(j);
         }
-        if st.closing {
+        let configured = st.active.map_or(0, |c| c.threads);
+        if st.closing || st.workers > configured {
+            st.workers -= 1;
             return None;
         }
         st.idle += 1;
@@ -217,24 +324,94 @@ fn next_job() -> Option<Job> {
     }
 }
 
+/// Runs a job and delivers its completion. Everything, the job's drop and the delivery included,
+/// runs under `catch_unwind`: a panic there is counted and never ends the worker.
 fn run(job: Job) {
     let Job { work, done } = job;
-    if done.is_cancelled() {
-        drop(work);
-        done.complete(Err(CallError::Cancelled));
-        return;
+    let outcome = catch_unwind(AssertUnwindSafe(move || {
+        if done.is_cancelled() {
+            drop(work);
+            done.complete(Err(CallError::Cancelled));
+            return;
+        }
+        let token = done.token();
+        let result = catch(CallError::Panic, move || match work {
+            Work::Op(p) => p.run(&token),
+            Work::Fn(f) => f(&token),
+        });
+        done.complete(result);
+    }));
+    if outcome.is_err() {
+        JOB_PANICS.fetch_add(1, Ordering::Relaxed);
     }
-    let token = done.token();
-    let result = catch(CallError::Panic, move || match work {
-        Work::Op(p) => p.run(&token),
-        Work::Fn(f) => f(&token),
-    });
-    done.complete(result);
 }
 
 /// Worker threads running now.
 pub fn workers() -> usize {
     WORKERS.load(Ordering::SeqCst)
+}
+
+/// Panics caught outside a job's own work (in its drop or its delivery) since the process started.
+pub fn job_panics() -> u64 {
+    JOB_PANICS.load(Ordering::Relaxed)
+}
+
+#[cfg(unix)]
+fn install_fork_handlers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the three handlers are plain functions that only take, release or reset the
+        // pool's own locks and state; registering them has no other effect.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    });
+}
+
+#[cfg(not(unix))]
+fn install_fork_handlers() {}
+
+/// Before fork: take the pool's locks, so the child never inherits them held by a thread that
+/// does not exist there.
+#[cfg(unix)]
+extern "C" fn fork_prepare() {
+    std::mem::forget(POOL.shutdown.lock());
+    std::mem::forget(POOL.state.lock());
+}
+
+/// After fork, in the parent: give the locks back.
+#[cfg(unix)]
+extern "C" fn fork_parent() {
+    // SAFETY: fork_prepare took both locks on this thread and forgot the guards.
+    unsafe {
+        POOL.state.force_unlock();
+        POOL.shutdown.force_unlock();
+    }
+}
+
+/// After fork, in the child: the workers are gone. Stop the pool, give the locks back, and
+/// complete the jobs that were waiting with `Closed`.
+#[cfg(unix)]
+extern "C" fn fork_child() {
+    // SAFETY: fork_prepare took the state lock before the fork, so this (only) thread of the child
+    // holds it; the guard was forgotten, and nothing else can touch the state until it is unlocked.
+    let st = unsafe { &mut *POOL.state.data_ptr() };
+    // The parent's threads do not exist here: their handles must never be joined.
+    std::mem::take(&mut st.threads).into_iter().for_each(std::mem::forget);
+    let jobs = std::mem::take(&mut st.jobs);
+    st.running = false;
+    st.closing = false;
+    st.idle = 0;
+    st.signaled = 0;
+    st.workers = 0;
+    st.active = None;
+    WORKERS.store(0, Ordering::SeqCst);
+    // SAFETY: as in fork_parent: these locks were taken in fork_prepare and their guards forgotten.
+    unsafe {
+        POOL.state.force_unlock();
+        POOL.shutdown.force_unlock();
+    }
+    for j in jobs {
+        close_job(j);
+    }
 }
 
 /// Serialises the tests (here and in the C layer) that start, reconfigure or stop the global pool.

@@ -118,6 +118,7 @@ impl From<CallError> for FerryStatus {
             CallError::Closed => FerryStatus::Closed,
             CallError::QueueFull => FerryStatus::QueueFull,
             CallError::Unsupported => FerryStatus::Unsupported,
+            CallError::WouldDeadlock => FerryStatus::WouldDeadlock,
             // CallError is non_exhaustive for downstream crates only; every variant is listed above.
         }
     }
@@ -144,6 +145,7 @@ fn status_error(status: u32, value: u64) -> Option<CallError> {
         S::Closed => CallError::Closed,
         S::QueueFull => CallError::QueueFull,
         S::Unsupported => CallError::Unsupported,
+        S::WouldDeadlock => CallError::WouldDeadlock,
     })
 }
 
@@ -625,12 +627,12 @@ mod tests {
 
     #[test]
     fn status_and_error_mappings_agree() {
-        for code in 0..=16u32 {
+        for code in 0..=17u32 {
             let Some(e) = status_error(code, 3) else { continue };
             assert_eq!(FerryStatus::from(e) as u32, code);
         }
         assert!(
-            status_error(0, 0).is_none() && status_error(2, 0).is_none() && status_error(17, 0).is_none()
+            status_error(0, 0).is_none() && status_error(2, 0).is_none() && status_error(18, 0).is_none()
         );
         let c = FerryCompletion::from(Completion { tag: 1, result: Err(CallError::Failed(4)) });
         assert_eq!((c.status, c.value, c.buffer), (FerryStatus::CallbackFailed as u32, 4, 0));

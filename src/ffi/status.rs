@@ -2,6 +2,7 @@
 
 use std::os::raw::c_char;
 
+use crate::callback::CallError;
 use crate::error::Error;
 
 /// The result of every ferry C call. Values are stable: they are never renumbered, and new ones are
@@ -43,13 +44,16 @@ pub enum FerryStatus {
     QueueFull = 15,
     /// The operation name or code is not known.
     Unsupported = 16,
+    /// Work submitted from a worker thread found every worker busy and the pool at its most
+    /// workers: queued, it might never run while its submitter waits for it.
+    WouldDeadlock = 17,
 }
 
 impl FerryStatus {
     /// The status for a raw value, or `None` if no status has that value.
     pub fn from_u32(v: u32) -> Option<FerryStatus> {
         use FerryStatus::*;
-        const ALL: [FerryStatus; 17] = [
+        const ALL: [FerryStatus; 18] = [
             Ok,
             InvalidHandle,
             NullPointer,
@@ -67,6 +71,7 @@ impl FerryStatus {
             Closed,
             QueueFull,
             Unsupported,
+            WouldDeadlock,
         ];
         ALL.get(v as usize).copied()
     }
@@ -91,6 +96,7 @@ impl FerryStatus {
             FerryStatus::Closed => "closed",
             FerryStatus::QueueFull => "queue full",
             FerryStatus::Unsupported => "unsupported operation",
+            FerryStatus::WouldDeadlock => CallError::WouldDeadlock.message(),
         }
     }
 }
