@@ -34,7 +34,8 @@ lint:
 	$(CARGO) clippy --all-targets --features fault-injection -- -D warnings -D clippy::undocumented_unsafe_blocks
 	@bad=$$(gofmt -l golang examples 2>/dev/null); if [ -n "$$bad" ]; then echo "gofmt: $$bad" >&2; exit 1; fi
 
-# Regenerates ffi/ferry.h from src/ffi.
+# Regenerates ffi/ferry.h (cbindgen, from src/ffi) and golang/status_gen.go (the Go status constants),
+# both from the one status list in src/error.rs; tests/header.rs fails while either is stale.
 header:
 	FERRY_UPDATE_HEADER=1 $(CARGO) test --test header
 

@@ -1,4 +1,14 @@
-/* ferry: lend Rust-owned memory to Go and C by generational integer id. */
+/* ferry: lend Rust-owned memory to Go and C by generational integer id.
+ *
+ * Threads and re-entrancy:
+ * - No ferry function is async-signal-safe: none may be called from a signal handler.
+ * - Callbacks (FerryCallbackFn), release functions (FerryReleaseFn), drop functions (FerryDropFn)
+ *   and sinks (FerrySinkFn) run with no ferry lock held and may call any ferry function, except that
+ *   ferry_pool_shutdown on a worker thread returns FERRY_STATUS_INVALID_ARGUMENT (it would wait for
+ *   itself) and a sink closing its own queue does not wait for itself.
+ * - After fork(), the child's worker pool is stopped (its next submit starts a new one); jobs that
+ *   were waiting complete with FERRY_STATUS_CLOSED in the child. Call ferry in the child only if no
+ *   other thread of the parent was inside ferry at the fork. */
 
 #ifndef FERRY_H
 #define FERRY_H
@@ -7,6 +17,15 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+// Most worker threads a pool is configured with.
+#define MAX_THREADS 256
+
+// Smallest worker stack accepted: every ferry function runs in it (c_tests/small_stack.c).
+#define MIN_STACK (64 << 10)
+
+// Largest worker stack accepted: 1 GiB.
+#define MAX_STACK (1 << 30)
 
 // Largest buffer length ferry accepts: 1 TiB (2^40 bytes).
 #define FERRY_MAX_LEN 1099511627776
@@ -32,6 +51,9 @@
 
 // The result of every ferry C call. Values are stable: they are never renumbered, and new ones are
 // only ever appended.
+//
+// Each function's `Errors:` line names every status it can return besides OK and PANIC (which any
+// function that returns a status may return).
 enum FerryStatus
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -51,9 +73,10 @@ enum FerryStatus
   FERRY_STATUS_TOO_LARGE = 5,
   // The live-byte limit (ferry_limit_set) refused the create.
   FERRY_STATUS_LIMIT_REACHED = 6,
-  // A Rust panic was caught at the boundary; ferry's state is still consistent.
+  // A Rust panic was caught at the boundary; ferry's state is still consistent. Any function that
+  // returns a status may return it.
   FERRY_STATUS_PANIC = 7,
-  // The allocator returned no memory.
+  // The allocator returned no memory, or no thread could be started.
   FERRY_STATUS_ALLOC_FAILED = 8,
   // The handle table has no free slot.
   FERRY_STATUS_TABLE_FULL = 9,
@@ -71,6 +94,9 @@ enum FerryStatus
   FERRY_STATUS_QUEUE_FULL = 15,
   // The operation name or code is not known.
   FERRY_STATUS_UNSUPPORTED = 16,
+  // Work submitted from a worker thread found every worker busy and the pool at its most workers:
+  // queued, it might never run while its submitter waits for it.
+  FERRY_STATUS_WOULD_DEADLOCK = 17,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -224,7 +250,7 @@ FerryStatus ferry_buffer_share(uint64_t id, FerryView *view_out);
 // Makes an id over `len` bytes starting at `offset` within `id`'s view, sharing its memory.
 //
 // The caller owns the new id; the memory lives until it and every other id over it are released.
-// Errors: INVALID_HANDLE, NULL_POINTER, OVERFLOW (`offset + len` wraps), OUT_OF_RANGE.
+// Errors: INVALID_HANDLE, NULL_POINTER, OVERFLOW (`offset + len` wraps), OUT_OF_RANGE, TABLE_FULL.
 FerryStatus ferry_buffer_slice(uint64_t id, size_t offset, size_t len, FerryView *view_out);
 
 // Copies `len` bytes starting at `offset` within `id`'s view into `dst` (the copying path).
@@ -244,8 +270,9 @@ FerryStatus ferry_buffer_release(uint64_t id);
 // Releases the `n` ids at `ids` in one call, skipping invalid ones, and stores how many were
 // released in `*released_out` (which may be NULL).
 //
-// `ids` may be NULL when `n` is 0. Returns OK when every id was valid, INVALID_HANDLE when at least
-// one was not (the valid ones are still released), NULL_POINTER or TOO_LARGE for a bad array.
+// `ids` may be NULL when `n` is 0. Returns OK when every id was valid.
+// Errors: INVALID_HANDLE (at least one id was not valid; the valid ones are still released),
+// NULL_POINTER, TOO_LARGE (a bad array: nothing is released).
 FerryStatus ferry_buffer_release_many(const uint64_t *ids, size_t n, size_t *released_out);
 
 // Stores the process-wide table's counters in `*stats_out`. Errors: NULL_POINTER.
@@ -255,15 +282,17 @@ FerryStatus ferry_stats_get(FerryStats *stats_out);
 // all threads, and a create or adopt fails with LIMIT_REACHED only when the live bytes, plus the
 // bytes of creates running at the same moment, plus its own size would exceed it. Bytes already
 // live are not touched (a limit below them refuses every create until enough is released).
+// Errors: none.
 FerryStatus ferry_limit_set(uint64_t bytes);
 
-// Starts peak tracking again from the current live bytes.
+// Starts peak tracking again from the current live bytes. Errors: none.
 FerryStatus ferry_peak_reset(void);
 
 // Turns guard mode on (`on != 0`) or off for buffers created from now on. In guard mode every
 // zeroed or copied buffer gets pages of its own, and released pages are made inaccessible instead of
 // freed, so a use after release faults at once; adopted memory is overwritten with 0xA5 before it
 // is handed back. Guard mode leaks address space by design: it is for debugging only.
+// Errors: none.
 FerryStatus ferry_guard_set(uint32_t on);
 
 // Registers the callback `f` with `user_data` and its drop function `drop` (may be NULL), and
@@ -288,8 +317,9 @@ FerryStatus ferry_callback_unregister(uint64_t id);
 // On OK, `result_out->buffer` (if not 0) is a new id the caller owns. On error `result_out` holds
 // buffer 0 and the detail value: the callback's own code for CALLBACK_FAILED, its panic record for
 // CALLBACK_PANIC. `result_out` may be NULL (a result buffer is then released). No ferry lock is held
-// during the call. Errors: INVALID_HANDLE (unknown or unregistered id), CALLBACK_FAILED,
-// CALLBACK_PANIC.
+// during the call. A callback registered through the Rust API that fails with an error of its own
+// other than these gives CALLBACK_FAILED with that error's status value as the detail.
+// Errors: INVALID_HANDLE (unknown or unregistered id), CALLBACK_FAILED, CALLBACK_PANIC.
 FerryStatus ferry_callback_invoke(uint64_t id,
                                   uint64_t buffer,
                                   uint64_t value,
@@ -332,12 +362,10 @@ FerryStatus ferry_queue_wait(uint64_t queue,
 
 // Pushes `n` ready-made completions onto `queue` (for C producers that track their own work; their
 // tags are not registered, so ferry_async_cancel does not reach them). Each `buffer` id passes to
-// the queue. Errors: INVALID_HANDLE (unknown queue: the buffer ids are released), CLOSED (likewise),
-// NULL_POINTER, INVALID_ARGUMENT (a status a completion cannot carry, or a buffer with an error
-// status; nothing is posted), TOO_LARGE.
-FerryStatus ferry_queue_post(uint64_t queue,
-                             const FerryCompletion *items,
-                             size_t n);
+// the queue. Errors: INVALID_HANDLE (unknown queue: the buffer ids are released), CLOSED (the queue
+// was closed during the call: likewise), NULL_POINTER, INVALID_ARGUMENT (a status a completion
+// cannot carry, or a buffer with an error status; nothing is posted), TOO_LARGE.
+FerryStatus ferry_queue_post(uint64_t queue, const FerryCompletion *items, size_t n);
 
 // Submits built-in operation `op` (FERRY_OP_*) to the worker pool (started at the first submit);
 // its one completion arrives on `queue` with `tag`.
@@ -346,7 +374,14 @@ FerryStatus ferry_queue_post(uint64_t queue,
 // so the caller may release the id at once. `arg` and `value` are as each FERRY_OP_* says. Exactly
 // one completion follows an OK (its status may be CANCELLED, CLOSED, PANIC, ...); none follows an
 // error. Errors: UNSUPPORTED (`op`), INVALID_HANDLE (queue, input or callback id), INVALID_ARGUMENT
-// (`tag` already in flight on `queue`, or a bad `arg`), CLOSED, QUEUE_FULL (try again later).
+// (`tag` already in flight on `queue`, or a bad `arg`), CLOSED (the queue was closed during the
+// call, or the pool is shutting down), QUEUE_FULL (try again later), ALLOC_FAILED (the pool could
+// not start a worker thread it needed), WOULD_DEADLOCK (see below).
+//
+// Called on a worker thread (from a callback that FERRY_OP_CALL runs) while no worker is free, the
+// submit starts an extra worker, so a callback may submit work and wait for it without starving
+// the pool; extras exit once the queue is empty. When the pool already runs its most workers (its
+// thread count plus max(thread count, 64)), such a submit fails with WOULD_DEADLOCK instead.
 FerryStatus ferry_async_submit(uint64_t queue,
                                uint64_t tag,
                                uint32_t op,
@@ -356,19 +391,24 @@ FerryStatus ferry_async_submit(uint64_t queue,
 
 // Cancels the job with `tag` on `queue`: if it has not started it completes with CANCELLED without
 // running; if it is running it can see the flag (FERRY_OP_SLEEP does within a millisecond). Its
-// completion still arrives. Returns INVALID_HANDLE when the queue is unknown or no job with that
-// tag is in flight (it may just have finished: its completion stands).
+// completion still arrives. Errors: INVALID_HANDLE (the queue is unknown, or no job with that tag
+// is in flight: it may just have finished, and its completion stands).
 FerryStatus ferry_async_cancel(uint64_t queue, uint64_t tag);
 
-// Sets the worker pool's thread count (1..=256), job queue capacity and worker stack size in bytes
-// (at least 65536) for its next start; 0 for any of them means its default (CPUs but at least 2,
-// 65536 jobs, 256 KiB). A running pool keeps its threads until ferry_pool_shutdown.
+// Sets the worker pool's thread count (1..=256), job queue capacity (at least 1) and worker stack
+// size in bytes (65536 ..= 1 GiB) for its next start; 0 for any of them means its default (CPUs
+// but at least 2, 65536 jobs, 256 KiB). Every value is checked here. A running pool keeps its
+// threads, queue capacity and stack size until ferry_pool_shutdown; the new values apply when the
+// next submit starts the pool again.
 // Errors: INVALID_ARGUMENT.
 FerryStatus ferry_pool_configure(uint32_t threads, size_t queue_cap, size_t stack_size);
 
 // Stops the worker pool: waiting jobs complete with CLOSED, running ones finish, and every worker
-// thread has exited when this returns. The next submit starts the pool again.
-// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL).
+// thread has exited when this returns. The next submit starts the pool again. The waiting jobs are
+// dropped after ferry lets go of every lock, so the release and drop functions they run may call
+// any ferry function (this one included: it finds the pool stopped and returns OK).
+// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL),
+// before anything is changed.
 FerryStatus ferry_pool_shutdown(void);
 
 // Stores the callback machinery's counters in `*stats_out`. Errors: NULL_POINTER.
@@ -385,11 +425,9 @@ FerryStatus ferry_fault_panic_next(const char *name);
 // bytes (NUL included), and stores the full message length (without the NUL) in `*n_out`.
 //
 // `buf` may be NULL only when `len` is 0 (to ask for the length alone). `n_out` may be NULL.
-// An unknown status value gets the message "unknown status" and returns FERRY_STATUS_INVALID_ARGUMENT.
-FerryStatus ferry_status_message(uint32_t status,
-                                 char *buf,
-                                 size_t len,
-                                 size_t *n_out);
+// An unknown status value gets the message "unknown status".
+// Errors: NULL_POINTER (`buf` with `len` > 0), INVALID_ARGUMENT (an unknown status value).
+FerryStatus ferry_status_message(uint32_t status, char *buf, size_t len, size_t *n_out);
 
 #ifdef __cplusplus
 }  // extern "C"

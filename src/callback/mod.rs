@@ -33,7 +33,7 @@
 
 use std::fmt;
 
-use crate::error::Error;
+use crate::error::{msg, Error};
 
 pub(crate) mod hazard;
 #[cfg(not(loom))]
@@ -104,19 +104,19 @@ impl CallError {
         }
     }
 
-    /// A short, stable description.
+    /// A short, stable description (from the one status list, `crate::error::status_table!`).
     pub fn message(self) -> &'static str {
         match self {
             CallError::Ferry(e) => e.message(),
-            CallError::InvalidArgument => "invalid argument",
-            CallError::Failed(_) => "the callback reported a failure",
-            CallError::CallbackPanic(_) => "the callback panicked",
-            CallError::Panic => "a panic was caught inside ferry",
-            CallError::Cancelled => "cancelled",
-            CallError::Closed => "closed",
-            CallError::QueueFull => "queue full",
-            CallError::Unsupported => "unsupported operation",
-            CallError::WouldDeadlock => "every worker is busy with work that may wait on the pool, and no more may start",
+            CallError::InvalidArgument => msg::InvalidArgument,
+            CallError::Failed(_) => msg::CallbackFailed,
+            CallError::CallbackPanic(_) => msg::CallbackPanic,
+            CallError::Panic => msg::Panic,
+            CallError::Cancelled => msg::Cancelled,
+            CallError::Closed => msg::Closed,
+            CallError::QueueFull => msg::QueueFull,
+            CallError::Unsupported => msg::Unsupported,
+            CallError::WouldDeadlock => msg::WouldDeadlock,
         }
     }
 }

@@ -270,7 +270,8 @@ fn admit(st: &mut State, nested: bool) -> Result<(), CallError> {
 
 fn spawn_worker(st: &mut State, c: &PoolConfig) -> std::io::Result<()> {
     let n = st.threads.len();
-    let h = thread::Builder::new().name(format!("ferry-worker-{n}")).stack_size(c.stack_size).spawn(worker)?;
+    let h =
+        thread::Builder::new().name(format!("ferry-worker-{n}")).stack_size(c.stack_size).spawn(worker)?;
     st.threads.push(h);
     st.workers += 1;
     Ok(())
@@ -427,6 +428,7 @@ mod tests {
     use crate::callback::ops::{fnv1a64, Op};
     use crate::callback::queue::Completion;
     use crate::table::Table;
+    use std::sync::atomic::AtomicUsize;
 
     fn drain(q: u64, n: usize) -> Vec<Completion> {
         let q = queue::get(q).unwrap();
@@ -435,6 +437,21 @@ mod tests {
             out.extend(q.wait(64, Some(Duration::from_secs(10))).unwrap());
         }
         out.sort_by_key(|c| c.tag);
+        out
+    }
+
+    /// Up to `n` completions from queue `q`, waiting at most `within` in all.
+    fn collect(q: u64, n: usize, within: Duration) -> Vec<Completion> {
+        let q = queue::get(q).unwrap();
+        let deadline = std::time::Instant::now() + within;
+        let mut out = Vec::new();
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            out.extend(q.wait(n - out.len(), Some(left)).unwrap());
+        }
         out
     }
 
@@ -584,5 +601,153 @@ mod tests {
             .enumerate()
             .all(|(i, c)| c.tag == i as u64 && c.result.unwrap().value == i as u64));
         queue::close(q).unwrap();
+    }
+
+    /// Issue 10, item 1: two jobs on a 2-worker pool each submit work and wait for it. Before
+    /// extra workers, both workers waited and nothing ran the work they waited for: a hang.
+    #[test]
+    fn nested_work_waited_on_by_every_worker_completes() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 2, ..PoolConfig::default() }).unwrap();
+        let outer = queue::create().unwrap();
+        for tag in 0..2 {
+            spawn(outer, tag, move |_| {
+                let inner = queue::create()?;
+                submit(inner, 7, req(Op::Echo, 0, 0, tag + 40))?;
+                let got = queue::get(inner)?.wait(1, Some(Duration::from_secs(60)))?;
+                queue::close(inner)?;
+                got.first().map(|c| c.result).unwrap_or(Err(CallError::Cancelled))
+            })
+            .unwrap();
+        }
+        let got = collect(outer, 2, Duration::from_secs(120));
+        assert_eq!(got.len(), 2, "nested waits on every worker hung the pool");
+        assert!(got.iter().all(|c| c.result == Ok(Payload { buffer: 0, value: c.tag + 40 })));
+        queue::close(outer).unwrap();
+        shutdown().unwrap();
+        assert_eq!(workers(), 0);
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// Issue 10, item 2: a release function run by a job that shutdown drops calls shutdown again.
+    /// Before, the first shutdown still held its lock while dropping the jobs: a deadlock.
+    #[test]
+    fn shutdown_reentered_from_a_release_function_returns() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, ..PoolConfig::default() }).unwrap();
+        let q = queue::create().unwrap();
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let g2 = gate.clone();
+        spawn(q, 1, move |_| {
+            g2.wait();
+            Ok(Payload::default())
+        })
+        .unwrap();
+        // A job that waits behind the gate, holding adopted memory whose release calls shutdown.
+        static INNER: AtomicUsize = AtomicUsize::new(0);
+        let mut mem = vec![5u8; 16];
+        let p = mem.as_mut_ptr();
+        // SAFETY: `mem` lives until the end of the test, after the release ran.
+        let v = unsafe {
+            Table::global().adopt_raw(p, 16, || {
+                assert_eq!(shutdown(), Ok(()));
+                INNER.fetch_add(1, Ordering::SeqCst);
+            })
+        }
+        .unwrap();
+        submit(q, 2, req(Op::Echo, v.id, 0, 0)).unwrap();
+        Table::global().release(v.id).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(shutdown()).unwrap());
+        // Once shutdown has taken the waiting jobs, submits are refused; then let the running job go.
+        let mut probes = 0;
+        loop {
+            probes += 1;
+            match submit(q, 1000 + probes, req(Op::Echo, 0, 0, 0)) {
+                Err(CallError::Closed) => break,
+                Ok(()) => std::thread::yield_now(),
+                Err(e) => panic!("probe submit: {e:?}"),
+            }
+        }
+        gate.wait();
+        let r = rx.recv_timeout(Duration::from_secs(60));
+        assert_eq!(r, Ok(Ok(())), "shutdown re-entered from a release function hung");
+        assert_eq!(INNER.load(Ordering::SeqCst), 1);
+        let got = collect(q, 1 + probes as usize, Duration::from_secs(60));
+        assert_eq!(got.iter().find(|c| c.tag == 2).map(|c| c.result), Some(Err(CallError::Closed)));
+        queue::close(q).unwrap();
+        drop(mem);
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// Issue 10, item 7: configure changes the next start only, and checks every value at once.
+    #[test]
+    fn configure_applies_at_the_next_start_and_checks_at_once() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, queue_cap: 64, ..PoolConfig::default() }).unwrap();
+        let q = queue::create().unwrap();
+        submit(q, 0, req(Op::Echo, 0, 0, 0)).unwrap();
+        // A running pool keeps its queue capacity: this must not make the next submits QUEUE_FULL.
+        configure(PoolConfig { threads: 1, queue_cap: 1, ..PoolConfig::default() }).unwrap();
+        for tag in 1..8 {
+            submit(q, tag, req(Op::Echo, 0, 0, 0)).unwrap();
+        }
+        assert_eq!(collect(q, 8, Duration::from_secs(60)).len(), 8);
+        for bad in [usize::MAX, MAX_STACK + 1, MIN_STACK - 1] {
+            let c = PoolConfig { stack_size: bad, ..PoolConfig::default() };
+            assert_eq!(configure(c), Err(CallError::InvalidArgument), "stack {bad}");
+        }
+        queue::close(q).unwrap();
+        shutdown().unwrap();
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// Issue 10, item 8: a job whose drop panics (here: a cancelled job, dropped without running)
+    /// no longer kills its worker; the pool keeps its size and later jobs run.
+    #[test]
+    fn a_job_whose_drop_panics_keeps_the_pool_alive() {
+        struct PanicOnDrop;
+        impl Drop for PanicOnDrop {
+            fn drop(&mut self) {
+                panic!("a job's drop panicked (expected by the test)");
+            }
+        }
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, ..PoolConfig::default() }).unwrap();
+        let q = queue::create().unwrap();
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let g2 = gate.clone();
+        spawn(q, 1, move |_| {
+            g2.wait();
+            Ok(Payload::default())
+        })
+        .unwrap();
+        let bomb = PanicOnDrop;
+        spawn(q, 2, move |_| {
+            let _keep = &bomb;
+            Ok(Payload::default())
+        })
+        .unwrap();
+        assert_eq!(queue::cancel(q, 2), Ok(true));
+        let before = job_panics();
+        gate.wait();
+        let got = collect(q, 2, Duration::from_secs(60));
+        assert_eq!(got.len(), 2, "the cancelled job's completion arrives");
+        // The completion is delivered while the panic unwinds; the count follows right after.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while job_panics() == before && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(job_panics(), before + 1);
+        assert_eq!(workers(), 1, "the worker survived");
+        submit(q, 3, req(Op::Echo, 0, 0, 9)).unwrap();
+        assert_eq!(collect(q, 1, Duration::from_secs(60))[0].result.unwrap().value, 9);
+        queue::close(q).unwrap();
+        shutdown().unwrap();
+        configure(PoolConfig::default()).unwrap();
     }
 }

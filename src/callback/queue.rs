@@ -94,8 +94,9 @@ pub struct CompletionQueue {
     state: Mutex<State>,
     cv: Condvar,
     inflight: Mutex<TagMap>,
-    /// Set for a queue drained by its own delivery thread (see [`create_sink`]).
-    sink: Mutex<Option<JoinHandle<()>>>,
+    /// Set for a queue drained by its own delivery thread (see [`create_sink`]), with the id of
+    /// the process that started it: after a fork, the child has no such thread to join.
+    sink: Mutex<Option<(JoinHandle<()>, u32)>>,
     has_sink: bool,
 }
 
@@ -404,7 +405,7 @@ pub fn create_sink(
             }
         })
         .map_err(|_| CallError::Ferry(crate::Error::AllocFailed))?;
-    *q.sink.lock() = Some(th);
+    *q.sink.lock() = Some((th, std::process::id()));
     match QUEUES.insert(q.clone()) {
         Ok(id) => Ok(id),
         Err((e, _)) => {
@@ -439,9 +440,12 @@ thread_local! {
 fn shut(q: &CompletionQueue) {
     q.close();
     let th = q.sink.lock().take();
-    if let Some(th) = th {
-        // A sink that closes its own queue cannot wait for itself: its thread exits on its own.
-        if DELIVERING.with(Cell::get) != q as *const CompletionQueue as usize {
+    if let Some((th, pid)) = th {
+        if pid != std::process::id() {
+            // Started before a fork, in the parent: the child has no such thread to join.
+            std::mem::forget(th);
+        } else if DELIVERING.with(Cell::get) != q as *const CompletionQueue as usize {
+            // (A sink that closes its own queue cannot wait for itself: its thread exits alone.)
             let _ = th.join();
         }
     }
