@@ -67,10 +67,15 @@ const (
 
 	// StatusUnsupported is FERRY_STATUS_UNSUPPORTED: the operation name or code is not known.
 	StatusUnsupported Status = C.FERRY_STATUS_UNSUPPORTED
+
+	// StatusWouldDeadlock is FERRY_STATUS_WOULD_DEADLOCK: work submitted from a worker thread found
+	// every worker busy and the pool at its most workers: queued, it might never run while its
+	// submitter waits for it.
+	StatusWouldDeadlock Status = C.FERRY_STATUS_WOULD_DEADLOCK
 )
 
 // numStatuses is the number of statuses: every Status below it has a name and a message.
-const numStatuses = 17
+const numStatuses = 18
 
 // statusInfo holds each status's name (as in ferry.h, without the FERRY_STATUS_ prefix) and the
 // message ferry_status_message returns for it, indexed by Status, so the Go side never needs a
@@ -93,6 +98,7 @@ var statusInfo = [numStatuses]struct{ name, msg string }{
 	{"CLOSED", "closed"},
 	{"QUEUE_FULL", "queue full"},
 	{"UNSUPPORTED", "unsupported operation"},
+	{"WOULD_DEADLOCK", "every worker is busy with work that may wait on the pool, and no more may start"},
 }
 
 // The sentinel errors, one per failure status. Compare with errors.Is; they match any *Error
@@ -145,6 +151,9 @@ var (
 
 	// ErrUnsupported matches every *Error whose Status is StatusUnsupported.
 	ErrUnsupported error = &Error{Status: StatusUnsupported}
+
+	// ErrWouldDeadlock matches every *Error whose Status is StatusWouldDeadlock.
+	ErrWouldDeadlock error = &Error{Status: StatusWouldDeadlock}
 )
 
 // statusSentinels holds the sentinel error of each status, indexed by Status (nil for StatusOK).
@@ -166,4 +175,5 @@ var statusSentinels = [numStatuses]error{
 	ErrClosed,
 	ErrQueueFull,
 	ErrUnsupported,
+	ErrWouldDeadlock,
 }

@@ -362,6 +362,57 @@ unsafe extern "C" fn on_worker(ud: *mut c_void, _: u64, _: u64, out: *mut FerryP
     99
 }
 
+/// A callback that, on a worker, submits 60 s sleeps without waiting until the pool refuses one.
+struct Nest {
+    q: u64,
+    next_tag: AtomicU64,
+    accepted: AtomicU64,
+    refused: AtomicU64,
+}
+
+unsafe extern "C" fn nest(ud: *mut c_void, _: u64, _: u64, _: *mut FerryPayload) -> u32 {
+    // SAFETY: the test registers a pointer to a Nest that outlives the job.
+    let n = unsafe { &*(ud as *const Nest) };
+    loop {
+        let tag = n.next_tag.fetch_add(1, Ordering::SeqCst);
+        match ferry_async_submit(n.q, tag, FERRY_OP_SLEEP, 0, 60_000_000, 0) {
+            S::Ok => n.accepted.fetch_add(1, Ordering::SeqCst),
+            st => {
+                n.refused.store(st as u64, Ordering::SeqCst);
+                return 0;
+            }
+        };
+    }
+}
+
+/// Work submitted on a worker while no worker is free starts extra workers, up to the pool's most
+/// (one thread plus 64 extras here); one more is refused with WOULD_DEADLOCK.
+fn nested_submits_until_would_deadlock() {
+    assert_eq!(ferry_pool_shutdown(), S::Ok);
+    assert_eq!(ferry_pool_configure(1, 1024, 0), S::Ok);
+    let mut q = 0u64;
+    assert_eq!(ferry_queue_new(&mut q), S::Ok);
+    let n =
+        Nest { q, next_tag: AtomicU64::new(1000), accepted: AtomicU64::new(0), refused: AtomicU64::new(0) };
+    let mut cb = 0u64;
+    assert_eq!(ferry_callback_register(Some(nest), &n as *const Nest as *mut c_void, None, &mut cb), S::Ok);
+    assert_eq!(ferry_async_submit(q, 1, FERRY_OP_CALL, 0, cb, 0), S::Ok);
+    let mut done = drain(q, 1);
+    let refused = n.refused.load(Ordering::SeqCst) as u32;
+    assert_eq!(rec("ferry_async_submit", FerryStatus::from_u32(refused).unwrap()), S::WouldDeadlock);
+    let accepted = n.accepted.load(Ordering::SeqCst);
+    assert_eq!(accepted, 64, "one extra worker per nested submit, 64 at most");
+    for tag in 1000..1000 + accepted {
+        assert_eq!(ferry_async_cancel(q, tag), S::Ok);
+    }
+    done.extend(drain(q, accepted as usize));
+    assert!(done.iter().filter(|c| c.tag >= 1000).all(|c| c.status == S::Cancelled as u32));
+    assert_eq!(ferry_callback_unregister(cb), S::Ok);
+    assert_eq!(ferry_queue_close(q), S::Ok);
+    assert_eq!(ferry_pool_shutdown(), S::Ok);
+    assert_eq!(ferry_pool_configure(0, 0, 0), S::Ok);
+}
+
 fn async_work() {
     assert_eq!(rec("ferry_pool_shutdown", ferry_pool_shutdown()), S::Ok);
     let f = "ferry_pool_configure";
@@ -424,14 +475,34 @@ fn async_work() {
     assert_eq!(rec("ferry_pool_configure", ferry_pool_configure(0, 0, 0)), S::Ok);
 }
 
-/// Runs ferry_async_submit with a pool that cannot start a thread: a worker stack larger than the
-/// address space, which no mmap can give.
+/// Runs ferry_async_submit with a pool that cannot start a thread: the largest worker stack
+/// ferry_pool_configure accepts (1 GiB), under an address-space limit that leaves less room than
+/// that. (ferry_pool_configure itself refuses a stack larger than 1 GiB.)
 fn submit_without_threads() -> FerryStatus {
     assert_eq!(ferry_pool_shutdown(), S::Ok);
-    assert_eq!(ferry_pool_configure(2, 0, 1 << 50), S::Ok);
+    assert_eq!(ferry_pool_configure(2, 0, 1 << 50), S::InvalidArgument);
+    assert_eq!(ferry_pool_configure(2, 0, 1 << 30), S::Ok);
     let mut q = 0u64;
     assert_eq!(ferry_queue_new(&mut q), S::Ok);
-    let st = rec("ferry_async_submit", ferry_async_submit(q, 1, FERRY_OP_ECHO, 0, 0, 0));
+    let vm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmSize:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()
+            })
+        })
+        .expect("VmSize in /proc/self/status");
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit; only the soft limit is lowered, then restored.
+    let st = unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_AS, &mut old), 0);
+        let tight = libc::rlimit { rlim_cur: (vm << 10) + (256 << 20), rlim_max: old.rlim_max };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &tight), 0);
+        let st = ferry_async_submit(q, 1, FERRY_OP_ECHO, 0, 0, 0);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_AS, &old), 0);
+        st
+    };
+    let st = rec("ferry_async_submit", st);
     assert_eq!(ferry_pool_configure(0, 0, 0), S::Ok);
     if st == S::Ok {
         drain(q, 1);
@@ -448,6 +519,7 @@ fn every_listed_status_is_real_and_nothing_else_comes_back() {
     callbacks();
     queues();
     async_work();
+    nested_submits_until_would_deadlock();
     assert_eq!(submit_without_threads(), S::AllocFailed);
     let (after, cb_after) = (stats(), cb_stats());
     assert_eq!((after.live_ids, after.live_bytes), (before.live_ids, before.live_bytes), "ids left live");

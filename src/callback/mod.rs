@@ -89,6 +89,9 @@ pub enum CallError {
     QueueFull,
     /// The operation code is not known.
     Unsupported,
+    /// Work submitted from a worker thread found every worker busy and the pool at its most
+    /// workers (see [`pool`]): queued, it might never run while its submitter waits for it.
+    WouldDeadlock,
 }
 
 impl CallError {
@@ -113,6 +116,7 @@ impl CallError {
             CallError::Closed => msg::Closed,
             CallError::QueueFull => msg::QueueFull,
             CallError::Unsupported => msg::Unsupported,
+            CallError::WouldDeadlock => msg::WouldDeadlock,
         }
     }
 }

@@ -118,6 +118,7 @@ impl From<CallError> for FerryStatus {
             CallError::Closed => FerryStatus::Closed,
             CallError::QueueFull => FerryStatus::QueueFull,
             CallError::Unsupported => FerryStatus::Unsupported,
+            CallError::WouldDeadlock => FerryStatus::WouldDeadlock,
             // CallError is non_exhaustive for downstream crates only; every variant is listed above.
         }
     }
@@ -145,6 +146,7 @@ fn status_error(status: u32, value: u64) -> Option<CallError> {
         S::Closed => CallError::Closed,
         S::QueueFull => CallError::QueueFull,
         S::Unsupported => CallError::Unsupported,
+        S::WouldDeadlock => CallError::WouldDeadlock,
         // The test `status_and_error_mappings_agree` fails if a status a core error maps to lands here.
         _ => return None,
     })
@@ -434,7 +436,12 @@ pub extern "C" fn ferry_queue_post(queue: u64, items: *const FerryCompletion, n:
 /// error. Errors: UNSUPPORTED (`op`), INVALID_HANDLE (queue, input or callback id), INVALID_ARGUMENT
 /// (`tag` already in flight on `queue`, or a bad `arg`), CLOSED (the queue was closed during the
 /// call, or the pool is shutting down), QUEUE_FULL (try again later), ALLOC_FAILED (the pool could
-/// not start a single worker thread).
+/// not start a worker thread it needed), WOULD_DEADLOCK (see below).
+///
+/// Called on a worker thread (from a callback that FERRY_OP_CALL runs) while no worker is free, the
+/// submit starts an extra worker, so a callback may submit work and wait for it without starving
+/// the pool; extras exit once the queue is empty. When the pool already runs its most workers (its
+/// thread count plus max(thread count, 64)), such a submit fails with WOULD_DEADLOCK instead.
 #[no_mangle]
 pub extern "C" fn ferry_async_submit(
     queue: u64,
@@ -462,9 +469,11 @@ pub extern "C" fn ferry_async_cancel(queue: u64, tag: u64) -> FerryStatus {
     })
 }
 
-/// Sets the worker pool's thread count (1..=256), job queue capacity and worker stack size in bytes
-/// (at least 65536) for its next start; 0 for any of them means its default (CPUs but at least 2,
-/// 65536 jobs, 256 KiB). A running pool keeps its threads until ferry_pool_shutdown.
+/// Sets the worker pool's thread count (1..=256), job queue capacity (at least 1) and worker stack
+/// size in bytes (65536 ..= 1 GiB) for its next start; 0 for any of them means its default (CPUs
+/// but at least 2, 65536 jobs, 256 KiB). Every value is checked here. A running pool keeps its
+/// threads, queue capacity and stack size until ferry_pool_shutdown; the new values apply when the
+/// next submit starts the pool again.
 /// Errors: INVALID_ARGUMENT.
 #[no_mangle]
 pub extern "C" fn ferry_pool_configure(threads: u32, queue_cap: usize, stack_size: usize) -> FerryStatus {
@@ -480,8 +489,11 @@ pub extern "C" fn ferry_pool_configure(threads: u32, queue_cap: usize, stack_siz
 }
 
 /// Stops the worker pool: waiting jobs complete with CLOSED, running ones finish, and every worker
-/// thread has exited when this returns. The next submit starts the pool again.
-/// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL).
+/// thread has exited when this returns. The next submit starts the pool again. The waiting jobs are
+/// dropped after ferry lets go of every lock, so the release and drop functions they run may call
+/// any ferry function (this one included: it finds the pool stopped and returns OK).
+/// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL),
+/// before anything is changed.
 #[no_mangle]
 pub extern "C" fn ferry_pool_shutdown() -> FerryStatus {
     run("ferry_pool_shutdown", || Ok(pool::shutdown()?))
@@ -668,6 +680,7 @@ mod tests {
             CallError::Closed,
             CallError::QueueFull,
             CallError::Unsupported,
+            CallError::WouldDeadlock,
         ]);
         for e in &all {
             match e {
@@ -687,7 +700,8 @@ mod tests {
                 | CallError::Cancelled
                 | CallError::Closed
                 | CallError::QueueFull
-                | CallError::Unsupported => {}
+                | CallError::Unsupported
+                | CallError::WouldDeadlock => {}
             }
         }
         all

@@ -131,7 +131,7 @@ pub fn function_errors() -> &'static [(&'static str, &'static [FerryStatus])] {
         ("ferry_queue_post", &[InvalidHandle, Closed, NullPointer, InvalidArgument, TooLarge]),
         (
             "ferry_async_submit",
-            &[Unsupported, InvalidHandle, InvalidArgument, Closed, QueueFull, AllocFailed],
+            &[Unsupported, InvalidHandle, InvalidArgument, Closed, QueueFull, AllocFailed, WouldDeadlock],
         ),
         ("ferry_async_cancel", &[InvalidHandle]),
         ("ferry_pool_configure", &[InvalidArgument]),
