@@ -1,4 +1,14 @@
-/* ferry: lend Rust-owned memory to Go and C by generational integer id. */
+/* ferry: lend Rust-owned memory to Go and C by generational integer id.
+ *
+ * Threads and re-entrancy:
+ * - No ferry function is async-signal-safe: none may be called from a signal handler.
+ * - Callbacks (FerryCallbackFn), release functions (FerryReleaseFn), drop functions (FerryDropFn)
+ *   and sinks (FerrySinkFn) run with no ferry lock held and may call any ferry function, except that
+ *   ferry_pool_shutdown on a worker thread returns FERRY_STATUS_INVALID_ARGUMENT (it would wait for
+ *   itself) and a sink closing its own queue does not wait for itself.
+ * - After fork(), the child's worker pool is stopped (its next submit starts a new one); jobs that
+ *   were waiting complete with FERRY_STATUS_CLOSED in the child. Call ferry in the child only if no
+ *   other thread of the parent was inside ferry at the fork. */
 
 #ifndef FERRY_H
 #define FERRY_H
@@ -7,6 +17,15 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+// Most worker threads a pool is configured with.
+#define MAX_THREADS 256
+
+// Smallest worker stack accepted: every ferry function runs in it (c_tests/small_stack.c).
+#define MIN_STACK (64 << 10)
+
+// Largest worker stack accepted: 1 GiB.
+#define MAX_STACK (1 << 30)
 
 // Largest buffer length ferry accepts: 1 TiB (2^40 bytes).
 #define FERRY_MAX_LEN 1099511627776
@@ -75,6 +94,9 @@ enum FerryStatus
   FERRY_STATUS_QUEUE_FULL = 15,
   // The operation name or code is not known.
   FERRY_STATUS_UNSUPPORTED = 16,
+  // Work submitted from a worker thread found every worker busy and the pool at its most workers:
+  // queued, it might never run while its submitter waits for it.
+  FERRY_STATUS_WOULD_DEADLOCK = 17,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -354,7 +376,12 @@ FerryStatus ferry_queue_post(uint64_t queue, const FerryCompletion *items, size_
 // error. Errors: UNSUPPORTED (`op`), INVALID_HANDLE (queue, input or callback id), INVALID_ARGUMENT
 // (`tag` already in flight on `queue`, or a bad `arg`), CLOSED (the queue was closed during the
 // call, or the pool is shutting down), QUEUE_FULL (try again later), ALLOC_FAILED (the pool could
-// not start a single worker thread).
+// not start a worker thread it needed), WOULD_DEADLOCK (see below).
+//
+// Called on a worker thread (from a callback that FERRY_OP_CALL runs) while no worker is free, the
+// submit starts an extra worker, so a callback may submit work and wait for it without starving
+// the pool; extras exit once the queue is empty. When the pool already runs its most workers (its
+// thread count plus max(thread count, 64)), such a submit fails with WOULD_DEADLOCK instead.
 FerryStatus ferry_async_submit(uint64_t queue,
                                uint64_t tag,
                                uint32_t op,
@@ -368,15 +395,20 @@ FerryStatus ferry_async_submit(uint64_t queue,
 // is in flight: it may just have finished, and its completion stands).
 FerryStatus ferry_async_cancel(uint64_t queue, uint64_t tag);
 
-// Sets the worker pool's thread count (1..=256), job queue capacity and worker stack size in bytes
-// (at least 65536) for its next start; 0 for any of them means its default (CPUs but at least 2,
-// 65536 jobs, 256 KiB). A running pool keeps its threads until ferry_pool_shutdown.
+// Sets the worker pool's thread count (1..=256), job queue capacity (at least 1) and worker stack
+// size in bytes (65536 ..= 1 GiB) for its next start; 0 for any of them means its default (CPUs
+// but at least 2, 65536 jobs, 256 KiB). Every value is checked here. A running pool keeps its
+// threads, queue capacity and stack size until ferry_pool_shutdown; the new values apply when the
+// next submit starts the pool again.
 // Errors: INVALID_ARGUMENT.
 FerryStatus ferry_pool_configure(uint32_t threads, size_t queue_cap, size_t stack_size);
 
 // Stops the worker pool: waiting jobs complete with CLOSED, running ones finish, and every worker
-// thread has exited when this returns. The next submit starts the pool again.
-// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL).
+// thread has exited when this returns. The next submit starts the pool again. The waiting jobs are
+// dropped after ferry lets go of every lock, so the release and drop functions they run may call
+// any ferry function (this one included: it finds the pool stopped and returns OK).
+// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL),
+// before anything is changed.
 FerryStatus ferry_pool_shutdown(void);
 
 // Stores the callback machinery's counters in `*stats_out`. Errors: NULL_POINTER.
