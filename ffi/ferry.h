@@ -97,6 +97,9 @@ enum FerryStatus
   // Work submitted from a worker thread found every worker busy and the pool at its most workers:
   // queued, it might never run while its submitter waits for it.
   FERRY_STATUS_WOULD_DEADLOCK = 17,
+  // A callback was invoked with too little stack left on its thread (callbacks nested too deeply);
+  // refused instead of overflowing the stack.
+  FERRY_STATUS_NESTED_TOO_DEEP = 18,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -319,7 +322,12 @@ FerryStatus ferry_callback_unregister(uint64_t id);
 // CALLBACK_PANIC. `result_out` may be NULL (a result buffer is then released). No ferry lock is held
 // during the call. A callback registered through the Rust API that fails with an error of its own
 // other than these gives CALLBACK_FAILED with that error's status value as the detail.
-// Errors: INVALID_HANDLE (unknown or unregistered id), CALLBACK_FAILED, CALLBACK_PANIC.
+//
+// Callbacks may invoke callbacks, to any depth the thread's stack allows: a call that finds less
+// than 32 KiB of stack left on its thread (a quarter of the stack, for stacks under 128 KiB) is
+// refused with NESTED_TOO_DEEP instead of overflowing the stack.
+// Errors: INVALID_HANDLE (unknown or unregistered id), CALLBACK_FAILED, CALLBACK_PANIC,
+// NESTED_TOO_DEEP.
 FerryStatus ferry_callback_invoke(uint64_t id,
                                   uint64_t buffer,
                                   uint64_t value,

@@ -72,10 +72,15 @@ const (
 	// every worker busy and the pool at its most workers: queued, it might never run while its
 	// submitter waits for it.
 	StatusWouldDeadlock Status = C.FERRY_STATUS_WOULD_DEADLOCK
+
+	// StatusNestedTooDeep is FERRY_STATUS_NESTED_TOO_DEEP: a callback was invoked with too little
+	// stack left on its thread (callbacks nested too deeply); refused instead of overflowing the
+	// stack.
+	StatusNestedTooDeep Status = C.FERRY_STATUS_NESTED_TOO_DEEP
 )
 
 // numStatuses is the number of statuses: every Status below it has a name and a message.
-const numStatuses = 18
+const numStatuses = 19
 
 // statusInfo holds each status's name (as in ferry.h, without the FERRY_STATUS_ prefix) and the
 // message ferry_status_message returns for it, indexed by Status, so the Go side never needs a
@@ -99,6 +104,7 @@ var statusInfo = [numStatuses]struct{ name, msg string }{
 	{"QUEUE_FULL", "queue full"},
 	{"UNSUPPORTED", "unsupported operation"},
 	{"WOULD_DEADLOCK", "every worker is busy with work that may wait on the pool, and no more may start"},
+	{"NESTED_TOO_DEEP", "callbacks are nested too deeply for this thread's stack"},
 }
 
 // The sentinel errors, one per failure status. Compare with errors.Is; they match any *Error
@@ -154,6 +160,9 @@ var (
 
 	// ErrWouldDeadlock matches every *Error whose Status is StatusWouldDeadlock.
 	ErrWouldDeadlock error = &Error{Status: StatusWouldDeadlock}
+
+	// ErrNestedTooDeep matches every *Error whose Status is StatusNestedTooDeep.
+	ErrNestedTooDeep error = &Error{Status: StatusNestedTooDeep}
 )
 
 // statusSentinels holds the sentinel error of each status, indexed by Status (nil for StatusOK).
@@ -176,4 +185,5 @@ var statusSentinels = [numStatuses]error{
 	ErrQueueFull,
 	ErrUnsupported,
 	ErrWouldDeadlock,
+	ErrNestedTooDeep,
 }

@@ -48,6 +48,7 @@ macro_rules! status_table {
             (15, QueueFull, QUEUE_FULL, "queue full", "A bounded queue is full; try again later."),
             (16, Unsupported, UNSUPPORTED, "unsupported operation", "The operation name or code is not known."),
             (17, WouldDeadlock, WOULD_DEADLOCK, "every worker is busy with work that may wait on the pool, and no more may start", "Work submitted from a worker thread found every worker busy and the pool at its most workers: queued, it might never run while its submitter waits for it."),
+            (18, NestedTooDeep, NESTED_TOO_DEEP, "callbacks are nested too deeply for this thread's stack", "A callback was invoked with too little stack left on its thread (callbacks nested too deeply); refused instead of overflowing the stack."),
         }
     };
 }

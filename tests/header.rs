@@ -420,7 +420,11 @@ fn the_errors_check_catches_a_missing_status() {
 #[test]
 fn soname_and_header_carry_the_abi_version() {
     let abi = ferry::ffi::buffer::FERRY_ABI_VERSION;
-    assert_eq!(env!("FERRY_SONAME_MAJOR"), abi.to_string(), "build.rs read another ABI version than the crate's");
+    assert_eq!(
+        env!("FERRY_SONAME_MAJOR"),
+        abi.to_string(),
+        "build.rs read another ABI version than the crate's"
+    );
     let header = std::fs::read_to_string(root().join("ffi/ferry.h")).expect("read ffi/ferry.h");
     let line = format!("#define FERRY_ABI_VERSION {abi}");
     assert!(header.lines().any(|l| l.trim() == line), "ffi/ferry.h lacks `{line}`");

@@ -220,7 +220,43 @@ fn buffers() {
     rec(f, ferry_status_message(FerryStatus::ALL.len() as u32, buf.as_mut_ptr(), buf.len(), &mut n));
 }
 
+/// A callback that invokes itself (its id is its user data) until ferry refuses, and passes the
+/// refusal's status back as its value.
+unsafe extern "C" fn recurse(ud: *mut c_void, _: u64, _: u64, out: *mut FerryPayload) -> u32 {
+    let pad = [7u8; 1024];
+    std::hint::black_box(&pad);
+    // SAFETY: the test registers a pointer to the callback's id, which outlives every call.
+    let id = unsafe { *(ud as *const u64) };
+    let mut inner = FerryPayload::default();
+    let st = ferry_callback_invoke(id, 0, 0, &mut inner);
+    // SAFETY: ferry passes a valid result.
+    unsafe { (*out).value = if st == S::Ok { inner.value } else { st as u64 } };
+    0
+}
+
 fn callbacks() {
+    // Nested deeper than the thread's stack allows (a 256 KiB thread): refused, never a crash.
+    let me: *mut u64 = Box::into_raw(Box::new(0u64));
+    let mut id = 0u64;
+    assert_eq!(ferry_callback_register(Some(recurse), me.cast(), None, &mut id), S::Ok);
+    // SAFETY: `me` is a live Box that nobody reads until the first call below.
+    unsafe { *me = id };
+    let deepest = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let mut r = FerryPayload::default();
+            assert_eq!(ferry_callback_invoke(id, 0, 0, &mut r), S::Ok);
+            r.value
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    let st = FerryStatus::from_u32(deepest as u32).expect("the refusal's status");
+    assert_eq!(rec("ferry_callback_invoke", st), S::NestedTooDeep);
+    assert_eq!(ferry_callback_unregister(id), S::Ok);
+    // SAFETY: made by Box::into_raw above; the callback that read it is unregistered.
+    drop(unsafe { Box::from_raw(me) });
+
     let f = "ferry_callback_register";
     let mut cb = 0u64;
     assert_eq!(rec(f, ferry_callback_register(Some(answer), ptr::null_mut(), None, &mut cb)), S::Ok);

@@ -43,6 +43,8 @@ pub mod pool;
 #[cfg(not(loom))]
 pub mod queue;
 pub(crate) mod registry;
+#[cfg(not(loom))]
+mod stack;
 
 #[cfg(not(loom))]
 pub use ops::{fnv1a64, Op, Request};
@@ -89,6 +91,9 @@ pub enum CallError {
     QueueFull,
     /// The operation code is not known.
     Unsupported,
+    /// A callback was invoked with too little stack left on its thread: callbacks nested too deeply
+    /// (see `stack.rs`). Refused instead of overflowing the stack.
+    NestedTooDeep,
     /// Work submitted from a worker thread found every worker busy and the pool at its most
     /// workers (see [`pool`]): queued, it might never run while its submitter waits for it.
     WouldDeadlock,
@@ -117,6 +122,7 @@ impl CallError {
             CallError::QueueFull => msg::QueueFull,
             CallError::Unsupported => msg::Unsupported,
             CallError::WouldDeadlock => msg::WouldDeadlock,
+            CallError::NestedTooDeep => msg::NestedTooDeep,
         }
     }
 }

@@ -80,6 +80,10 @@ impl Slot {
     /// Calls the callback. The caller holds a protection (a hazard seen before REGISTERED, or a
     /// hold), which keeps `func` in place and unwritten until it is let go.
     fn call(&self, p: Payload) -> Result<Payload, CallError> {
+        #[cfg(not(loom))]
+        if !super::stack::room() {
+            return Err(CallError::NestedTooDeep);
+        }
         self.func.with(|f| {
             // SAFETY: see above: no one writes `func` while a protection is held.
             let f = unsafe { (*f).as_ref() }.expect("a protected slot has its callback");
@@ -413,7 +417,8 @@ pub fn get(id: u64) -> Result<Callback, CallError> {
 ///
 /// No lock is held while it runs, so it may call ferry again (even unregister itself). On success
 /// the returned payload's buffer id belongs to the caller. Errors: `Ferry(InvalidHandle)` (unknown,
-/// stale or another kind of id), `Failed`, `CallbackPanic`.
+/// stale or another kind of id), `Failed`, `CallbackPanic`, `NestedTooDeep` (too little stack left
+/// on this thread for one more callback: see `stack.rs`).
 pub fn invoke(id: u64, p: Payload) -> Result<Payload, CallError> {
     let (gen, ix, s) = REGISTRY.lookup(id)?;
     let Some(h) = Hazard::protect(ix) else {
@@ -666,5 +671,33 @@ mod tests {
         assert_eq!(invoke(id, Payload { buffer: 0, value: n }).unwrap().value, n);
         unregister(id).unwrap();
         assert!(invoke(id, Payload::default()).is_err());
+    }
+
+    /// Issue 10, item 5: callbacks nested deeper than the stack allows fail with an error instead
+    /// of overflowing a worker's stack (which cannot grow).
+    #[test]
+    fn nesting_deeper_than_the_stack_fails_cleanly() {
+        static ME: AtomicU64 = AtomicU64::new(0);
+        let id = register(|p| {
+            let pad = [p.value as u8; 2048];
+            std::hint::black_box(&pad);
+            match invoke(ME.load(Ordering::SeqCst), Payload { buffer: 0, value: p.value + 1 }) {
+                Ok(inner) => Ok(inner),
+                Err(CallError::NestedTooDeep) => Ok(Payload { buffer: 0, value: p.value }),
+                Err(e) => Err(e),
+            }
+        })
+        .unwrap();
+        ME.store(id, Ordering::SeqCst);
+        let deepest = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || invoke(id, Payload::default()))
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap()
+            .value;
+        assert!((10..200).contains(&deepest), "nested {deepest} deep on a 256 KiB stack");
+        unregister(id).unwrap();
     }
 }

@@ -119,6 +119,7 @@ impl From<CallError> for FerryStatus {
             CallError::QueueFull => FerryStatus::QueueFull,
             CallError::Unsupported => FerryStatus::Unsupported,
             CallError::WouldDeadlock => FerryStatus::WouldDeadlock,
+            CallError::NestedTooDeep => FerryStatus::NestedTooDeep,
             // CallError is non_exhaustive for downstream crates only; every variant is listed above.
         }
     }
@@ -147,6 +148,7 @@ fn status_error(status: u32, value: u64) -> Option<CallError> {
         S::QueueFull => CallError::QueueFull,
         S::Unsupported => CallError::Unsupported,
         S::WouldDeadlock => CallError::WouldDeadlock,
+        S::NestedTooDeep => CallError::NestedTooDeep,
         // The test `status_and_error_mappings_agree` fails if a status a core error maps to lands here.
         _ => return None,
     })
@@ -159,9 +161,10 @@ fn status_error(status: u32, value: u64) -> Option<CallError> {
 /// line names.
 fn invoke_error(e: CallError) -> (FerryStatus, u64) {
     match e {
-        CallError::Ferry(Error::InvalidHandle) | CallError::Failed(_) | CallError::CallbackPanic(_) => {
-            (e.into(), e.detail())
-        }
+        CallError::Ferry(Error::InvalidHandle)
+        | CallError::Failed(_)
+        | CallError::CallbackPanic(_)
+        | CallError::NestedTooDeep => (e.into(), e.detail()),
         other => (FerryStatus::CallbackFailed, FerryStatus::from(other) as u64),
     }
 }
@@ -270,7 +273,12 @@ pub extern "C" fn ferry_callback_unregister(id: u64) -> FerryStatus {
 /// CALLBACK_PANIC. `result_out` may be NULL (a result buffer is then released). No ferry lock is held
 /// during the call. A callback registered through the Rust API that fails with an error of its own
 /// other than these gives CALLBACK_FAILED with that error's status value as the detail.
-/// Errors: INVALID_HANDLE (unknown or unregistered id), CALLBACK_FAILED, CALLBACK_PANIC.
+///
+/// Callbacks may invoke callbacks, to any depth the thread's stack allows: a call that finds less
+/// than 32 KiB of stack left on its thread (a quarter of the stack, for stacks under 128 KiB) is
+/// refused with NESTED_TOO_DEEP instead of overflowing the stack.
+/// Errors: INVALID_HANDLE (unknown or unregistered id), CALLBACK_FAILED, CALLBACK_PANIC,
+/// NESTED_TOO_DEEP.
 #[no_mangle]
 pub extern "C" fn ferry_callback_invoke(
     id: u64,
@@ -681,6 +689,7 @@ mod tests {
             CallError::QueueFull,
             CallError::Unsupported,
             CallError::WouldDeadlock,
+            CallError::NestedTooDeep,
         ]);
         for e in &all {
             match e {
@@ -701,7 +710,8 @@ mod tests {
                 | CallError::Closed
                 | CallError::QueueFull
                 | CallError::Unsupported
-                | CallError::WouldDeadlock => {}
+                | CallError::WouldDeadlock
+                | CallError::NestedTooDeep => {}
             }
         }
         all
@@ -736,7 +746,7 @@ mod tests {
             assert!(allowed.contains(&st), "{e:?} gives {st:?}");
             let want = match e {
                 CallError::Failed(v) | CallError::CallbackPanic(v) => v,
-                CallError::Ferry(Error::InvalidHandle) => 0,
+                CallError::Ferry(Error::InvalidHandle) | CallError::NestedTooDeep => 0,
                 other => FerryStatus::from(other) as u64,
             };
             assert_eq!(detail, want, "{e:?}");

@@ -123,7 +123,7 @@ pub fn function_errors() -> &'static [(&'static str, &'static [FerryStatus])] {
         ("ferry_guard_set", &[]),
         ("ferry_callback_register", &[NullPointer, TableFull]),
         ("ferry_callback_unregister", &[InvalidHandle]),
-        ("ferry_callback_invoke", &[InvalidHandle, CallbackFailed, CallbackPanic]),
+        ("ferry_callback_invoke", &[InvalidHandle, CallbackFailed, CallbackPanic, NestedTooDeep]),
         ("ferry_queue_new", &[NullPointer, TableFull]),
         ("ferry_queue_new_sink", &[NullPointer, InvalidArgument, TableFull, AllocFailed]),
         ("ferry_queue_close", &[InvalidHandle]),
