@@ -640,11 +640,18 @@ mod tests {
         let q = queue::create().unwrap();
         let gate = Arc::new(std::sync::Barrier::new(2));
         let g2 = gate.clone();
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r2 = running.clone();
         spawn(q, 1, move |_| {
+            r2.store(true, Ordering::SeqCst);
             g2.wait();
             Ok(Payload::default())
         })
         .unwrap();
+        // The gate job holds the one worker (it must be running, not waiting, when shutdown comes).
+        while !running.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
         // A job that waits behind the gate, holding adopted memory whose release calls shutdown.
         static INNER: AtomicUsize = AtomicUsize::new(0);
         let mut mem = vec![5u8; 16];
@@ -663,7 +670,9 @@ mod tests {
         std::thread::spawn(move || tx.send(shutdown()).unwrap());
         // Once shutdown has taken the waiting jobs, submits are refused; then let the running job go.
         let mut probes = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
+            assert!(std::time::Instant::now() < deadline, "shutdown never started ({probes} probes)");
             probes += 1;
             match submit(q, 1000 + probes, req(Op::Echo, 0, 0, 0)) {
                 Err(CallError::Closed) => break,
