@@ -16,7 +16,7 @@ use crate::stats::Counters;
 /// keeps every length well inside what Go's `unsafe.Slice` and C's `ptrdiff_t` accept.
 pub const MAX_LEN: usize = 1 << 40;
 
-/// Byte poured over adopted memory before it is handed back in guard mode (see [`set_guard_mode`]).
+/// Byte poured over a lent `Vec<u8>` before ferry frees it in guard mode (see [`set_guard_mode`]).
 pub const POISON: u8 = 0xA5;
 
 static GUARD_MODE: AtomicBool = AtomicBool::new(false);
@@ -25,9 +25,12 @@ static GUARD_MODE: AtomicBool = AtomicBool::new(false);
 ///
 /// In guard mode ferry allocates each zeroed or copied buffer with its own `mmap`, and when the last
 /// id over it is released the pages are made inaccessible (`PROT_NONE`) and never reused, so a view
-/// used after release faults at once instead of reading recycled memory. Adopted memory cannot be
-/// protected (ferry does not own its pages): it is overwritten with [`POISON`] before it is handed
-/// back. Guard mode leaks address space by design; it is for debugging (Go's `ferrydebug` tag).
+/// used after release faults at once instead of reading recycled memory. A lent `Vec<u8>` is
+/// overwritten with [`POISON`] before ferry frees it. Adopted memory (`Table::adopt_raw`,
+/// `ferry_buffer_adopt`) belongs to someone else and is never written by ferry, in guard mode or
+/// not: it goes back to its owner (or stays where it is, without a release function) exactly as
+/// the last holder left it, and a refused adoption leaves it untouched. Guard mode leaks address
+/// space by design; it is for debugging (Go's `ferrydebug` tag).
 pub fn set_guard_mode(on: bool) {
     GUARD_MODE.store(on, Ordering::SeqCst);
 }
@@ -48,9 +51,9 @@ enum Storage {
     Vec { cap: usize, poison: bool },
     /// Guard mode: a private anonymous mapping of `map_len` bytes, protected (not unmapped) on drop.
     Guarded { map_len: usize },
-    /// Memory that belongs to someone else; the closure hands it back and runs exactly once.
-    /// `poison` records whether guard mode was on at creation.
-    Foreign { release: Option<Box<dyn FnOnce() + Send>>, poison: bool },
+    /// Memory that belongs to someone else; the closure hands it back and runs exactly once. ferry
+    /// never writes these bytes itself (they may be read-only), in guard mode or not.
+    Foreign { release: Option<Box<dyn FnOnce() + Send>> },
 }
 
 /// Owned bytes at a stable address, shared by `Arc`.
@@ -127,13 +130,14 @@ impl Buffer {
         Ok(Buffer { ptr, len, storage: Storage::Vec { cap, poison: guard_mode() }, counters })
     }
 
-    /// Adopts foreign memory; `release` runs once when the buffer is dropped.
+    /// Adopts foreign memory; `release` runs once when the buffer is dropped. ferry never writes the
+    /// bytes itself.
     ///
     /// On error `release` is dropped without being called: the caller still owns the memory.
     ///
     /// # Safety
-    /// `ptr` must be valid for reads and writes of `len` bytes (or anything if `len` is 0) until
-    /// `release` runs, and nothing else may free it before then.
+    /// `ptr` must be valid for reads of `len` bytes (or anything if `len` is 0), and for writes if
+    /// anyone writes through a view, until `release` runs, and nothing else may free it before then.
     pub(crate) unsafe fn foreign(
         ptr: *mut u8,
         len: usize,
@@ -146,7 +150,7 @@ impl Buffer {
         Ok(Buffer {
             ptr,
             len,
-            storage: Storage::Foreign { release: Some(release), poison: guard_mode() },
+            storage: Storage::Foreign { release: Some(release) },
             counters,
         })
     }
@@ -155,7 +159,7 @@ impl Buffer {
     /// giving its bytes back to the counters: the adopter owns the memory again. Used when an adopt
     /// fails after the buffer was built.
     pub(crate) fn disown(mut self) {
-        if let Storage::Foreign { release, .. } = &mut self.storage {
+        if let Storage::Foreign { release } = &mut self.storage {
             drop(release.take());
         }
     }
@@ -194,11 +198,8 @@ impl Drop for Buffer {
                 drop(unsafe { Vec::from_raw_parts(ptr, len, cap) });
             }
             Storage::Guarded { map_len } => unguard(ptr, map_len),
-            Storage::Foreign { release, poison } => {
-                if poison && len > 0 {
-                    // SAFETY: the foreign owner promised `len` writable bytes until `release` runs.
-                    unsafe { ptr::write_bytes(ptr, POISON, len) };
-                }
+            Storage::Foreign { release } => {
+                // Not poisoned, even in guard mode: the bytes are the owner's (see set_guard_mode).
                 if let Some(release) = release {
                     release();
                 }
@@ -335,6 +336,68 @@ mod tests {
 
     fn counters() -> &'static Counters {
         Box::leak(Box::new(Counters::new()))
+    }
+
+    /// Guard mode is process-wide: a test that turns it on, or that looks at which storage a buffer
+    /// got, holds this lock.
+    static GUARD_LOCK: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+
+    /// Guard mode on until dropped.
+    struct GuardOn(#[allow(dead_code)] parking_lot::MutexGuard<'static, ()>);
+
+    fn guard_on() -> GuardOn {
+        let g = GuardOn(GUARD_LOCK.lock());
+        set_guard_mode(true);
+        g
+    }
+
+    impl Drop for GuardOn {
+        fn drop(&mut self) {
+            set_guard_mode(false);
+        }
+    }
+
+    /// A buffer over `mem` with a release that only counts.
+    fn adopted(mem: *mut u8, len: usize, released: &'static std::sync::atomic::AtomicUsize) -> Buffer {
+        // SAFETY: every caller's memory outlives the buffer (it is static, or dropped after it).
+        unsafe {
+            Buffer::foreign(
+                mem,
+                len,
+                Box::new(move || {
+                    released.fetch_add(1, Ordering::SeqCst);
+                }),
+                counters(),
+            )
+        }
+        .unwrap()
+    }
+
+    #[test]
+    fn guard_mode_never_writes_adopted_memory() {
+        use std::sync::atomic::AtomicUsize;
+        static RELEASED: AtomicUsize = AtomicUsize::new(0);
+        // An immutable static lives in read-only pages: a write to it would kill the process.
+        static CONST_DATA: [u8; 8192] = [9; 8192];
+        let _guard = guard_on();
+
+        drop(adopted(CONST_DATA.as_ptr().cast_mut(), CONST_DATA.len(), &RELEASED));
+        assert!(CONST_DATA.iter().all(|&b| b == 9));
+
+        // Writable memory comes back as the last holder left it, to the release function...
+        let mut mem = vec![7u8; 4096];
+        let b = adopted(mem.as_mut_ptr(), mem.len(), &RELEASED);
+        // SAFETY: the buffer holds 4096 bytes at `mem`, which outlives it.
+        unsafe { *b.as_ptr().add(10) = 3 };
+        drop(b);
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 2);
+        assert!(mem.iter().enumerate().all(|(i, &b)| b == if i == 10 { 3 } else { 7 }));
+
+        // ...and a refused adoption (the table disowns the buffer) leaves it untouched, unreleased.
+        let b = adopted(mem.as_mut_ptr(), mem.len(), &RELEASED);
+        b.disown();
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 2);
+        assert!(mem.iter().enumerate().all(|(i, &b)| b == if i == 10 { 3 } else { 7 }));
     }
 
     #[test]
