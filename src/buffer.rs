@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::pages;
 use crate::stats::Counters;
 
 /// Largest buffer ferry creates or adopts: 1 TiB. Anything larger is [`Error::TooLarge`]; the bound
@@ -44,8 +45,12 @@ pub fn guard_mode() -> bool {
 enum Storage {
     /// Length 0: no memory at all.
     Empty,
-    /// Allocated by ferry with the global allocator, `Layout::array::<u8>(len)`.
+    /// Allocated by ferry with the global allocator, `Layout::array::<u8>(len)` (below
+    /// [`pages::MAP_MIN`] bytes).
     Heap,
+    /// Allocated by ferry as pages of its own (from [`pages::MAP_MIN`] bytes up): a mapping of
+    /// `map_len` bytes from [`pages::POOL`], given back to it on drop.
+    Mapped { map_len: usize },
     /// An adopted `Vec<u8>`: the bytes go back through `Vec::from_raw_parts(ptr, len, cap)`.
     /// `poison` records whether guard mode was on at creation.
     Vec { cap: usize, poison: bool },
@@ -147,12 +152,7 @@ impl Buffer {
         check_len(len)?;
         counters.reserve(len)?;
         let ptr = if len == 0 { ptr::null_mut() } else { ptr };
-        Ok(Buffer {
-            ptr,
-            len,
-            storage: Storage::Foreign { release: Some(release) },
-            counters,
-        })
+        Ok(Buffer { ptr, len, storage: Storage::Foreign { release: Some(release) }, counters })
     }
 
     /// Takes the release closure out of adopted memory without calling it, and drops the buffer,
@@ -197,6 +197,11 @@ impl Drop for Buffer {
                 // SAFETY: these are the raw parts taken from a live Vec<u8> in `from_vec`, untouched since.
                 drop(unsafe { Vec::from_raw_parts(ptr, len, cap) });
             }
+            Storage::Mapped { map_len } => {
+                // SAFETY: `ptr` and `map_len` came from one `pages::POOL.allocate` call, and the last owner
+                // of the buffer is being dropped, so nothing uses the memory any more.
+                unsafe { pages::POOL.release(ptr, map_len) }
+            }
             Storage::Guarded { map_len } => unguard(ptr, map_len),
             Storage::Foreign { release } => {
                 // Not poisoned, even in guard mode: the bytes are the owner's (see set_guard_mode).
@@ -218,6 +223,11 @@ fn check_len(len: usize) -> Result<(), Error> {
 }
 
 fn heap_zeroed(len: usize) -> Option<(*mut u8, Storage)> {
+    if len >= pages::MAP_MIN {
+        if let Some((p, map_len)) = pages::POOL.allocate(len, true) {
+            return Some((p, Storage::Mapped { map_len }));
+        } // out of mappings (vm.max_map_count), perhaps not of memory: malloc may still have some
+    }
     let layout = Layout::array::<u8>(len).ok()?;
     // SAFETY: `len > 0`, so the layout has a non-zero size.
     let p = unsafe { alloc::alloc_zeroed(layout) };
@@ -225,41 +235,22 @@ fn heap_zeroed(len: usize) -> Option<(*mut u8, Storage)> {
 }
 
 fn heap_uninit(len: usize) -> Option<(*mut u8, Storage)> {
+    if len >= pages::MAP_MIN {
+        if let Some((p, map_len)) = pages::POOL.allocate(len, false) {
+            return Some((p, Storage::Mapped { map_len }));
+        }
+    }
     let layout = Layout::array::<u8>(len).ok()?;
     // SAFETY: `len > 0`, so the layout has a non-zero size; the caller initialises every byte.
     let p = unsafe { alloc::alloc(layout) };
     (!p.is_null()).then_some((p, Storage::Heap))
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
-    }
-}
-
 /// Guard mode: a fresh zero-filled mapping rounded up to whole pages.
 fn guarded(len: usize) -> Option<(*mut u8, Storage)> {
-    let page = page_size();
+    let page = pages::page_size();
     let map_len = len.checked_add(page - 1)? / page * page;
-    // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no memory we own.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            map_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return None;
-    }
-    Some((p.cast(), Storage::Guarded { map_len }))
+    Some((pages::map(map_len, false)?, Storage::Guarded { map_len }))
 }
 
 /// Guard mode release: give the pages back to the kernel, then make the range fault on any access.
@@ -398,6 +389,32 @@ mod tests {
         b.disown();
         assert_eq!(RELEASED.load(Ordering::SeqCst), 2);
         assert!(mem.iter().enumerate().all(|(i, &b)| b == if i == 10 { 3 } else { 7 }));
+    }
+
+    #[test]
+    fn large_buffers_get_pages_of_their_own() {
+        let _no_guard = GUARD_LOCK.lock();
+        let c = counters();
+        let small = Buffer::zeroed(pages::MAP_MIN - 1, c).unwrap();
+        assert!(matches!(small.storage, Storage::Heap));
+        for len in [pages::MAP_MIN, 1 << 20, pages::HUGE_MIN + 5] {
+            let b = Buffer::zeroed(len, c).unwrap();
+            assert!(matches!(b.storage, Storage::Mapped { map_len } if map_len >= len));
+            let r = BufferRef { buf: Arc::new(b), off: 0, len };
+            assert!(r.as_bytes().iter().all(|&b| b == 0));
+            // SAFETY: the buffer holds `len` bytes, and `r` is the only reference to them.
+            unsafe { ptr::write_bytes(r.as_ptr(), 0xEE, len) };
+            drop(r);
+            // The next one may reuse those pages: it is zeroed all the same.
+            let again = BufferRef { buf: Arc::new(Buffer::zeroed(len, c).unwrap()), off: 0, len };
+            assert!(again.as_bytes().iter().all(|&b| b == 0));
+            let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let cp = Buffer::copied(&src, c).unwrap();
+            assert!(matches!(cp.storage, Storage::Mapped { .. }));
+            assert_eq!(BufferRef { buf: Arc::new(cp), off: 0, len }.as_bytes(), &src[..]);
+        }
+        drop(small);
+        assert_eq!(c.snapshot().live_bytes, 0);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod buffer;
 pub mod callback;
 pub mod error;
 pub mod ffi;
+mod pages;
 pub mod stats;
 pub mod table;
 
