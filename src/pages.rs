@@ -4,7 +4,7 @@
 //! glibc's malloc keeps freed blocks in per-thread arenas, and after the first large free it raises
 //! its mmap threshold (up to 32 MiB) so that later large blocks come from those arenas too: a Go
 //! program that dropped 8 GiB of 1 MiB buffers at a 64 MiB soft limit held 128 MiB of live bytes
-//! and 280-330 MiB of RSS. A mapping goes back to the system with `munmap`.
+//! and 280-390 MiB of RSS. A mapping goes back to the system with `munmap`.
 //!
 //! A fresh mapping pays a page fault on the first touch of each page (30-40 times the cost of
 //! reusing warm malloc memory on the machine this was measured on, `make bench-pages`), so a
