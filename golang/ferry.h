@@ -293,8 +293,10 @@ FerryStatus ferry_peak_reset(void);
 
 // Turns guard mode on (`on != 0`) or off for buffers created from now on. In guard mode every
 // zeroed or copied buffer gets pages of its own, and released pages are made inaccessible instead of
-// freed, so a use after release faults at once; adopted memory is overwritten with 0xA5 before it
-// is handed back. Guard mode leaks address space by design: it is for debugging only.
+// freed, so a use after release faults at once. Adopted memory is never written by ferry, in guard
+// mode or not: the release function gets the bytes as the last holder left them, memory adopted
+// with a NULL release function (static or const data) is left alone, and a refused adoption hands
+// the memory back untouched. Guard mode leaks address space by design: it is for debugging only.
 // Errors: none.
 FerryStatus ferry_guard_set(uint32_t on);
 

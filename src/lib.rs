@@ -26,6 +26,8 @@ pub mod callback;
 pub mod error;
 #[cfg(not(loom))]
 pub mod ffi;
+#[cfg(not(loom))]
+mod pages;
 mod slots;
 pub mod stats;
 mod sync;
