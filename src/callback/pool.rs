@@ -520,7 +520,7 @@ mod tests {
         shutdown().unwrap();
         configure(PoolConfig { threads: 1, ..PoolConfig::default() }).unwrap();
         let q = queue::create().unwrap();
-        submit(q, 1, req(Op::Sleep, 0, 5_000_000, 0)).unwrap();
+        submit(q, 1, req(Op::Sleep, 0, 60_000_000, 0)).unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         let r2 = ran.clone();
         spawn(q, 2, move |_| {
@@ -528,12 +528,14 @@ mod tests {
             Ok(Payload::default())
         })
         .unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        // Whether or not the sleep has started yet, both complete CANCELLED: a waiting job is
+        // skipped, a running sleep checks the flag every millisecond.
         assert_eq!(queue::cancel(q, 2), Ok(true));
         assert_eq!(queue::cancel(q, 1), Ok(true));
         let t0 = std::time::Instant::now();
         let got = drain(q, 2);
-        assert!(t0.elapsed() < Duration::from_secs(2), "the running sleep saw the flag");
+        // Not a timing test: an uncancelled sleep would take its full 60 s.
+        assert!(t0.elapsed() < Duration::from_secs(50), "the running sleep never saw the flag");
         assert_eq!(got[0].result, Err(CallError::Cancelled));
         assert_eq!(got[1].result, Err(CallError::Cancelled));
         assert_eq!(ran.load(Ordering::SeqCst), 0, "a job cancelled before it started never runs");
@@ -548,15 +550,39 @@ mod tests {
         shutdown().unwrap();
         configure(PoolConfig { threads: 2, queue_cap: 4, ..PoolConfig::default() }).unwrap();
         let q = queue::create().unwrap();
-        submit(q, 0, req(Op::Sleep, 0, 50_000, 0)).unwrap();
-        submit(q, 1, req(Op::Sleep, 0, 50_000, 0)).unwrap();
-        std::thread::sleep(Duration::from_millis(10));
+        // Two jobs hold both workers until the gate opens (no sleeps: a loaded machine or valgrind
+        // must not change what this test sees).
+        let gate = Arc::new(std::sync::Barrier::new(3));
+        let started = Arc::new(AtomicUsize::new(0));
+        for tag in 0..2 {
+            let (g, s) = (gate.clone(), started.clone());
+            spawn(q, tag, move |_| {
+                s.fetch_add(1, Ordering::SeqCst);
+                g.wait();
+                Ok(Payload::default())
+            })
+            .unwrap();
+        }
+        while started.load(Ordering::SeqCst) < 2 {
+            std::thread::yield_now();
+        }
         assert_eq!(workers(), 2);
         for tag in 2..6 {
             submit(q, tag, req(Op::Echo, 0, 0, 0)).unwrap();
         }
         assert_eq!(submit(q, 6, req(Op::Echo, 0, 0, 0)), Err(CallError::QueueFull));
-        shutdown().unwrap();
+        let stopper = std::thread::spawn(shutdown);
+        // Once shutdown has taken the waiting jobs, submits are refused; then let the running ones go.
+        // (The queue is full, so until then a probe is refused with QUEUE_FULL.)
+        loop {
+            match submit(q, 7, req(Op::Echo, 0, 0, 0)) {
+                Err(CallError::QueueFull) => std::thread::yield_now(),
+                Err(CallError::Closed) => break,
+                other => panic!("probe submit: {other:?}"),
+            }
+        }
+        gate.wait();
+        stopper.join().unwrap().unwrap();
         assert_eq!(workers(), 0);
         let got = drain(q, 6);
         assert!(got[..2].iter().all(|c| c.result.is_ok()), "running jobs finish");
