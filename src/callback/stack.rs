@@ -43,18 +43,22 @@ fn bounds() -> Option<(usize, usize)> {
 
 /// Reports whether this thread has room for one more callback: false when the stack left below
 /// the caller's frame is under the headroom. Where the bounds cannot be read, always true.
-#[inline]
+#[inline(always)]
 pub(crate) fn room() -> bool {
     let here = 0u8;
     let sp = std::ptr::addr_of!(here) as usize;
-    let (low, keep) = BOUNDS
-        .try_with(|b| {
-            if b.get().0 == 0 {
-                b.set(bounds().unwrap_or((1, 0)));
-            }
-            b.get()
-        })
-        .unwrap_or((1, 0));
+    // A const thread-local without a destructor: one load, and never gone, even in an exiting thread.
+    let (low, keep) = BOUNDS.with(Cell::get);
+    if low == 0 {
+        return first_look(sp);
+    }
+    sp.saturating_sub(low) >= keep
+}
+
+#[cold]
+fn first_look(sp: usize) -> bool {
+    let (low, keep) = bounds().unwrap_or((1, 0));
+    BOUNDS.with(|b| b.set((low, keep)));
     sp.saturating_sub(low) >= keep
 }
 
