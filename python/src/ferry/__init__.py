@@ -48,6 +48,8 @@ from ._errors import (
     TableFull,
     TooLarge,
     Unsupported,
+    WouldDeadlock,
+    NestedTooDeep,
     status_message,
 )
 from ._lib import LIBRARY_PATH as _LIBRARY_PATH
@@ -104,6 +106,8 @@ __all__ = [
     "TableFull",
     "TooLarge",
     "Unsupported",
+    "WouldDeadlock",
+    "NestedTooDeep",
     "abi_version",
     "callback_stats",
     "checksum",
