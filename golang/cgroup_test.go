@@ -186,14 +186,14 @@ func TestBudgetCgroup(t *testing.T) {
 		}
 	}()
 	// A child killed for memory fails runBudgetChild with "signal: killed".
-	f := runBudgetChild(t, "cgroup", 1<<30, []string{"FERRY_BUDGET_GATE=1"}, nil, func(cmd *exec.Cmd, gate *os.File) {
+	f := runBudgetChild(t, "cgroup", 1<<30, []string{"FERRY_BUDGET_GATE=1"}, func(cmd *exec.Cmd, gate *os.File) error {
 		if err := os.WriteFile(procs, []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
-			cmd.Process.Kill()
-			t.Fatalf("move the child into %s: %v", dir, err)
+			return fmt.Errorf("move the child into %s: %v", dir, err)
 		}
 		if _, err := fmt.Fprintln(gate, "go"); err != nil {
-			t.Errorf("open the gate: %v", err)
+			return fmt.Errorf("open the gate: %v", err)
 		}
+		return nil
 	})
 	usage := "?"
 	if b, err := os.ReadFile(peak); err == nil {
