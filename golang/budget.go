@@ -20,7 +20,7 @@ import (
 //     Buffers release their bytes, before Go memory + ferry bytes pass the limit (the lowered
 //     runtime limit alone does not do that: a Buffer costs Go's heap a few dozen bytes, so Go's
 //     collector hardly runs while Rust bytes pile up; measured with TestBudgetDropWithoutClose,
-//     2.5 x the limit without the derived soft limit, 0.9-1.0 x with it);
+//     2.4 x the limit without the derived soft limit, 0.9-1.0 x with it);
 //   - sets the core's live-byte limit to the larger of 2 x DefaultSoftLimit and the budget, so a
 //     growing Go heap never makes ferry refuse a create: the Go heap never pushes ferry's bytes.
 // The runtime is told when the bytes of open Buffers have moved by budget/budgetStepDiv since the

@@ -27,8 +27,9 @@
 // The soft limit is, first that applies: SetSoftLimit or FERRY_SOFT_LIMIT (read on first use);
 // with a Go memory limit (GOMEMLIMIT or debug.SetMemoryLimit), half of what the Go heap leaves of
 // it, between a sixteenth of the limit and DefaultSoftLimit, with a hard limit of the larger of
-// 2 x DefaultSoftLimit and the Go limit; a quarter of the process's cgroup memory limit (memory.max,
-// or cgroup v1's memory.limit_in_bytes) when that is below DefaultSoftLimit; DefaultSoftLimit.
+// 2 x DefaultSoftLimit and the Go limit; a quarter of the process's cgroup memory limit
+// (memory.max, or cgroup v1's memory.limit_in_bytes) when that is below DefaultSoftLimit;
+// DefaultSoftLimit.
 //
 // With a Go memory limit, Go's memory and ferry's live bytes share it as one budget: ferry lowers
 // the runtime's limit by its live bytes (never below an eighth of it), so Go's collector runs
