@@ -268,25 +268,30 @@ fn push_jobs(jobs: Vec<Job>) -> (usize, Result<(), CallError>) {
     let mut pushed = 0;
     let mut rest = jobs.into_iter();
     let mut refused = Ok(());
+
+    let mut left = Vec::new();
     for job in rest.by_ref() {
         if let Err(e) = admit(&mut st, nested) {
             refused = Err(e);
-            drop(st);
-            job.done.forget();
-            for j in rest {
-                j.done.forget();
-            }
-            return (pushed, refused);
+            left.push(job);
+            left.extend(rest.by_ref());
+            break;
         }
         st.jobs.push_back(job);
         pushed += 1;
     }
+    // Wake for what was queued, refused or not (a batch refused part-way still queued its first
+    // jobs).
     let sleeping = st.idle.saturating_sub(st.signaled);
     let wake = sleeping.min(st.jobs.len().saturating_sub(st.signaled)).min(pushed);
     st.signaled += wake;
     drop(st);
     for _ in 0..wake {
         POOL.cv.notify_one();
+    }
+    // The refused job and those after it give their tags up, after the lock is let go.
+    for j in left {
+        j.done.forget();
     }
     (pushed, refused)
 }
@@ -829,6 +834,28 @@ mod tests {
         assert_eq!(workers(), 1, "the worker survived");
         submit(q, 3, req(Op::Echo, 0, 0, 9)).unwrap();
         assert_eq!(collect(q, 1, Duration::from_secs(60))[0].result.unwrap().value, 9);
+        queue::close(q).unwrap();
+        shutdown().unwrap();
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// A batch refused part-way (here: the queue is full after its first job) still runs the jobs
+    /// it queued: the sleeping worker is woken for them (it was not, at first, and the job hung).
+    #[test]
+    fn a_batch_refused_part_way_runs_what_it_queued() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, queue_cap: 1, ..PoolConfig::default() }).unwrap();
+        let q = queue::create().unwrap();
+        // Start the pool and let its worker go to sleep on an empty queue.
+        submit(q, 0, req(Op::Echo, 0, 0, 0)).unwrap();
+        assert_eq!(collect(q, 1, Duration::from_secs(60)).len(), 1);
+        let (taken, r) = submit_batch(q, (1..4).map(|t| (t, req(Op::Echo, 0, 0, t))));
+        assert_eq!((taken, r), (1, Err(CallError::QueueFull)));
+        let got = collect(q, 1, Duration::from_secs(60));
+        assert_eq!(got.len(), 1, "the queued job of a refused batch never ran");
+        assert_eq!(got[0].result.unwrap().value, 1);
+        assert_eq!(queue::get(q).unwrap().in_flight(), 0, "the refused jobs gave their tags up");
         queue::close(q).unwrap();
         shutdown().unwrap();
         configure(PoolConfig::default()).unwrap();
