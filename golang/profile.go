@@ -44,9 +44,9 @@ import (
 // costs a walk of its stack, several microseconds right after a large buffer was zeroed (the
 // walk's tables are then out of the caches). Go samples its heap every 512 KiB, but ferry's
 // buffers are larger than Go's objects: at 512 KiB, 86% of 1 MiB Buffers are sampled and their
-// New+Bytes+Close costs 11-14% more; at 8 MiB 12% are, and it costs 2-3% more, 1-2% at 64 B
-// (BenchmarkHeapProfileCost, 2-core machine). Lower the rate (1 records every Buffer) to look
-// closer.
+// New+Bytes+Close costs 11-14% more; at 8 MiB 12% are, and it costs 1.5-5% more, and 0.5-1.7%
+// at 64 B (BenchmarkHeapProfileCost, 2-core machine). Lower the rate (1 records every Buffer) to
+// look closer.
 const DefaultHeapProfileRate = 8 << 20
 
 // HeapProfileRateEnv is the environment variable read at start-up for the heap profile's sampling
