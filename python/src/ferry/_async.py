@@ -2,9 +2,10 @@
 
 Submitting. ``submit_many``/``submit_many_async`` hand a whole list of jobs to Rust in one
 ``ferry_async_submit_batch`` call (one queue lookup, one pool lock, one wake-up per worker).
-``submit_async`` coalesces: the jobs submitted on one event loop while a callback or task step
-runs wait in a per-thread buffer that is flushed in one call when the loop turns (a
-``call_soon`` handle), or as soon as it holds ``coalesce`` jobs. ``submit`` submits at once.
+``submit_async`` coalesces: the first submit of a loop turn goes at once (a lone submit waits for
+nothing), and those after it wait in a per-thread buffer that is flushed in one call when the
+loop turns (a ``call_soon`` handle scheduled by that first submit), or as soon as it holds
+``coalesce`` jobs. ``submit`` submits at once.
 
 Delivering. One completion queue and one poller thread per process: the poller sits in
 ferry_queue_wait with the GIL released, which returns as soon as one completion is ready and
