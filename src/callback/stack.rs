@@ -45,14 +45,36 @@ fn bounds() -> Option<(usize, usize)> {
 /// the caller's frame is under the headroom. Where the bounds cannot be read, always true.
 #[inline(always)]
 pub(crate) fn room() -> bool {
-    let here = 0u8;
-    let sp = std::ptr::addr_of!(here) as usize;
+    let sp = stack_pointer();
     // A const thread-local without a destructor: one load, and never gone, even in an exiting thread.
     let (low, keep) = BOUNDS.with(Cell::get);
     if low == 0 {
         return first_look(sp);
     }
     sp.saturating_sub(low) >= keep
+}
+
+/// The stack pointer. Read from the register where the architecture is known: the address of a
+/// local is not it under AddressSanitizer, which may put locals on a "fake stack" on the heap.
+#[inline(always)]
+fn stack_pointer() -> usize {
+    let sp: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: reads the stack pointer register into a general register; no memory, stack or flags.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above.
+    unsafe {
+        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let here = 0u8;
+        sp = std::ptr::addr_of!(here) as usize;
+    }
+    sp
 }
 
 #[cold]
