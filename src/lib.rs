@@ -26,6 +26,11 @@ pub mod callback;
 pub mod error;
 #[cfg(not(loom))]
 pub mod ffi;
+#[cfg(not(loom))]
+pub mod region;
+#[cfg(loom)]
+#[path = "region/ring.rs"]
+mod region_ring;
 mod slots;
 pub mod stats;
 mod sync;
@@ -54,6 +59,7 @@ pub mod loom_api {
     pub use crate::callback::registry::{get, invoke, register, unregister};
     pub use crate::callback::{CallError, Payload};
     pub use crate::slots::{Kind, Slots};
+    pub use crate::region_ring::{Consumer, Producer, Ring, RingError};
     pub use crate::stats::{Counters, GRAIN};
 
     /// Callbacks registered, alive (drop hook not run) and parked (waiting for a barrier).
