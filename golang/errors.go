@@ -30,6 +30,14 @@ const (
 	StatusClosed          Status = C.FERRY_STATUS_CLOSED
 	StatusQueueFull       Status = C.FERRY_STATUS_QUEUE_FULL
 	StatusUnsupported     Status = C.FERRY_STATUS_UNSUPPORTED
+	// Regions (region.go).
+	StatusPeerGone         Status = C.FERRY_STATUS_PEER_GONE
+	StatusCorrupt          Status = C.FERRY_STATUS_CORRUPT
+	StatusBusy             Status = C.FERRY_STATUS_BUSY
+	StatusNotFound         Status = C.FERRY_STATUS_NOT_FOUND
+	StatusPermissionDenied Status = C.FERRY_STATUS_PERMISSION_DENIED
+	StatusSystemError      Status = C.FERRY_STATUS_SYSTEM_ERROR
+	StatusRegionFull       Status = C.FERRY_STATUS_REGION_FULL
 )
 
 // statusInfo holds each status's name and the message that ferry_status_message returns for it
@@ -52,6 +60,13 @@ var statusInfo = [...]struct{ name, msg string }{
 	StatusClosed:          {"CLOSED", "closed"},
 	StatusQueueFull:       {"QUEUE_FULL", "queue full"},
 	StatusUnsupported:     {"UNSUPPORTED", "unsupported operation"},
+	StatusPeerGone:         {"PEER_GONE", "the region's peer is gone"},
+	StatusCorrupt:          {"CORRUPT", "the region's shared metadata is corrupt"},
+	StatusBusy:             {"BUSY", "busy: the region already has a peer or the name is taken"},
+	StatusNotFound:         {"NOT_FOUND", "no region has that name"},
+	StatusPermissionDenied: {"PERMISSION_DENIED", "permission denied"},
+	StatusSystemError:      {"SYSTEM_ERROR", "a system call failed"},
+	StatusRegionFull:       {"REGION_FULL", "the region has no room for the buffer"},
 }
 
 // String returns the status's name as in ferry.h without the prefix, e.g. "INVALID_HANDLE".
@@ -116,6 +131,14 @@ var (
 	ErrClosed      error = &Error{Status: StatusClosed}
 	ErrQueueFull   error = &Error{Status: StatusQueueFull}
 	ErrUnsupported error = &Error{Status: StatusUnsupported}
+	// Regions (region.go).
+	ErrPeerGone         error = &Error{Status: StatusPeerGone}
+	ErrCorrupt          error = &Error{Status: StatusCorrupt}
+	ErrBusy             error = &Error{Status: StatusBusy}
+	ErrNotFound         error = &Error{Status: StatusNotFound}
+	ErrPermissionDenied error = &Error{Status: StatusPermissionDenied}
+	ErrSystemError      error = &Error{Status: StatusSystemError}
+	ErrRegionFull       error = &Error{Status: StatusRegionFull}
 )
 
 // statusErr turns a status returned by the C ABI into an error: nil for FERRY_STATUS_OK, else an

@@ -7,7 +7,7 @@ import (
 )
 
 func TestStatusMessagesMatchTheLibrary(t *testing.T) {
-	for s := StatusOK; s <= StatusUnsupported; s++ {
+	for s := StatusOK; s <= StatusRegionFull; s++ {
 		got, err := libStatusMessage(s)
 		if err != nil {
 			t.Fatalf("%v: %v", s, err)
@@ -16,7 +16,7 @@ func TestStatusMessagesMatchTheLibrary(t *testing.T) {
 			t.Errorf("status %d (%v): Go message %q, library message %q", s, s, s.Message(), got)
 		}
 	}
-	if _, err := libStatusMessage(StatusUnsupported + 1); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := libStatusMessage(StatusRegionFull + 1); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("unknown status: %v, want ErrInvalidArgument", err)
 	}
 	if got := Status(99).String(); got != "Status(99)" {
@@ -32,10 +32,12 @@ func TestErrorsMatchSentinelsByStatus(t *testing.T) {
 		StatusTableFull: ErrTableFull, StatusInvalidArgument: ErrInvalidArgument,
 		StatusCallbackFailed: ErrCallbackFailed, StatusCallbackPanic: ErrCallbackPanic,
 		StatusCancelled: ErrCancelled, StatusClosed: ErrClosed, StatusQueueFull: ErrQueueFull,
-		StatusUnsupported: ErrUnsupported,
+		StatusUnsupported: ErrUnsupported, StatusPeerGone: ErrPeerGone, StatusCorrupt: ErrCorrupt,
+		StatusBusy: ErrBusy, StatusNotFound: ErrNotFound, StatusPermissionDenied: ErrPermissionDenied,
+		StatusSystemError: ErrSystemError, StatusRegionFull: ErrRegionFull,
 	}
-	if len(sentinels) != int(StatusUnsupported) {
-		t.Fatalf("%d sentinels for %d failure statuses", len(sentinels), StatusUnsupported)
+	if len(sentinels) != int(StatusRegionFull) {
+		t.Fatalf("%d sentinels for %d failure statuses", len(sentinels), StatusRegionFull)
 	}
 	for s, sentinel := range sentinels {
 		err := fmt.Errorf("wrapped: %w", &Error{Status: s, Msg: "specific"})

@@ -144,6 +144,10 @@ fn status_error(status: u32, value: u64) -> Option<CallError> {
         S::Closed => CallError::Closed,
         S::QueueFull => CallError::QueueFull,
         S::Unsupported => CallError::Unsupported,
+        // Region statuses (src/ffi/region.rs) are not completion results.
+        S::PeerGone | S::Corrupt | S::Busy | S::NotFound | S::PermissionDenied | S::SystemError | S::RegionFull => {
+            return None
+        }
     })
 }
 

@@ -43,13 +43,28 @@ pub enum FerryStatus {
     QueueFull = 15,
     /// The operation name or code is not known.
     Unsupported = 16,
+    /// A region has no peer: none attached yet, or it closed the region or died.
+    PeerGone = 17,
+    /// A region's shared metadata failed a check (the peer wrote something impossible); the peer
+    /// was disconnected and this process's own state is intact.
+    Corrupt = 18,
+    /// A region already has a peer, or a name is already taken by a live region.
+    Busy = 19,
+    /// No region has that name.
+    NotFound = 20,
+    /// The region's name exists but this user may not open it.
+    PermissionDenied = 21,
+    /// A system call failed (out of descriptors, of memory for a mapping, ...).
+    SystemError = 22,
+    /// A region's arena has no room (or no free slot) for the buffer; releases make room.
+    RegionFull = 23,
 }
 
 impl FerryStatus {
     /// The status for a raw value, or `None` if no status has that value.
     pub fn from_u32(v: u32) -> Option<FerryStatus> {
         use FerryStatus::*;
-        const ALL: [FerryStatus; 17] = [
+        const ALL: [FerryStatus; 24] = [
             Ok,
             InvalidHandle,
             NullPointer,
@@ -67,6 +82,13 @@ impl FerryStatus {
             Closed,
             QueueFull,
             Unsupported,
+            PeerGone,
+            Corrupt,
+            Busy,
+            NotFound,
+            PermissionDenied,
+            SystemError,
+            RegionFull,
         ];
         ALL.get(v as usize).copied()
     }
@@ -91,6 +113,13 @@ impl FerryStatus {
             FerryStatus::Closed => "closed",
             FerryStatus::QueueFull => "queue full",
             FerryStatus::Unsupported => "unsupported operation",
+            FerryStatus::PeerGone => "the region's peer is gone",
+            FerryStatus::Corrupt => "the region's shared metadata is corrupt",
+            FerryStatus::Busy => "busy: the region already has a peer or the name is taken",
+            FerryStatus::NotFound => "no region has that name",
+            FerryStatus::PermissionDenied => "permission denied",
+            FerryStatus::SystemError => "a system call failed",
+            FerryStatus::RegionFull => "the region has no room for the buffer",
         }
     }
 }

@@ -65,8 +65,13 @@ pub const MSG_PEER_GONE: u32 = 8;
 /// Set with [`MSG_PEER_GONE`] when the peer was disconnected because it corrupted shared metadata.
 pub const MSG_CORRUPT: u32 = 16;
 
+/// Set on a received message that its sender marked as an error reply ([`SEND_ERROR`]).
+pub const MSG_ERROR: u32 = 32;
+
 /// Send flag: give up the caller's id with the message (its own reference, or its lease).
 pub const SEND_MOVE: u32 = 1;
+/// Send flag: mark the message as an error reply (the receiver sees [`MSG_ERROR`]).
+pub const SEND_ERROR: u32 = 2;
 
 /// Longest busy-poll a region accepts: 10 ms.
 pub const MAX_SPIN_NS: u64 = 10_000_000;
@@ -643,7 +648,7 @@ impl Region {
     /// buffer, a reference) that the receiver must release; `SEND_MOVE` gives up the caller's own
     /// hold at the same time.
     pub fn send(&self, id: u64, tag: u32, value: u64, corr: u64, flags: u32) -> Result<(), RegionError> {
-        if flags & !SEND_MOVE != 0 {
+        if flags & !(SEND_MOVE | SEND_ERROR) != 0 {
             return Err(RegionError::InvalidArgument);
         }
         let mv = flags & SEND_MOVE != 0;
@@ -651,7 +656,7 @@ impl Region {
         if matches!(st.peer, Peer::None | Peer::Gone) {
             return Err(RegionError::PeerGone);
         }
-        let mut eflags = 0u32;
+        let mut eflags = if flags & SEND_ERROR != 0 { MSG_ERROR } else { 0 };
         let key = if id == 0 { None } else { Some(self.key_of(id).ok_or(RegionError::InvalidHandle)?) };
         match key {
             None => {}
@@ -720,7 +725,9 @@ impl Region {
     /// Turns one ring entry into a message, taking the hold it carries.
     fn accept_entry(&self, st: &mut State, e: [u64; 4]) -> Message {
         let mut m = Message { id: e[0], value: e[1], corr: e[2], tag: e[3] as u32, flags: 0, ptr: 0, len: 0 };
+        // Events are never sent: a sender cannot fake one.
         let sent = (e[3] >> 32) as u32;
+        m.flags = sent & MSG_ERROR;
         if m.id == 0 {
             return m;
         }
@@ -1005,6 +1012,67 @@ impl Region {
             };
             sys::poll_in(self.epoll.as_raw_fd(), wait)?;
         }
+    }
+
+    /// Serves requests: waits up to `timeout_ms` for messages (at most `max`), and for each one
+    /// calls `f` with it and sends `f`'s reply with the same tag and corr. The request's buffer is
+    /// lent to `f` for the call and released after it, unless `f` replies with that same buffer
+    /// (an in-place reply). A reply buffer from `f` is owned by this function, which moves it to
+    /// the peer. `Err(detail)` from `f` sends an error reply (`MSG_ERROR`, value = detail, no
+    /// buffer). Events are skipped. Returns how many requests were served; `PeerGone` when the
+    /// peer is gone and nothing was served.
+    pub fn serve(
+        &self,
+        max: usize,
+        timeout_ms: i32,
+        mut f: impl FnMut(&Message) -> Result<(u64, u64), u64>,
+    ) -> Result<usize, RegionError> {
+        if max == 0 {
+            return Err(RegionError::InvalidArgument);
+        }
+        let mut ms = [Message::default(); 32];
+        let cap = max.min(ms.len());
+        let n = self.recv(&mut ms[..cap], timeout_ms)?;
+        let mut served = 0;
+        let mut gone = false;
+        for m in &ms[..n] {
+            if m.flags & (MSG_PEER_GONE | MSG_PEER_JOINED) != 0 {
+                gone |= m.flags & MSG_PEER_GONE != 0;
+                continue;
+            }
+            let r = f(m);
+            let sent = match r {
+                Ok((reply, value)) => {
+                    if m.id != 0 && reply != m.id {
+                        let _ = self.release(m.id);
+                    }
+                    let flags = if reply != 0 { SEND_MOVE } else { 0 };
+                    let s = self.send(reply, m.tag, value, m.corr, flags);
+                    if s.is_err() && reply != 0 {
+                        let _ = self.release(reply);
+                    }
+                    s
+                }
+                Err(detail) => {
+                    if m.id != 0 {
+                        let _ = self.release(m.id);
+                    }
+                    self.send(0, m.tag, detail, m.corr, SEND_ERROR)
+                }
+            };
+            served += 1;
+            if let Err(e) = sent {
+                if e == RegionError::PeerGone || e == RegionError::Corrupt {
+                    gone = true;
+                } else {
+                    return Err(e);
+                }
+            }
+        }
+        if served == 0 && gone {
+            return Err(RegionError::PeerGone);
+        }
+        Ok(served)
     }
 
     /// The handle's counters.
