@@ -822,6 +822,8 @@ impl Region {
         self.shm().seat(peer)[0].store(u64::from(st.epoch) << 32 | seat::DEAD, Ordering::Release);
         let flags = MSG_PEER_GONE | if corrupt { MSG_CORRUPT } else { 0 };
         st.pending.push_back(Message { flags, ..Message::default() });
+        // The event may have been found by a send or an alloc while a receiver waits: wake it.
+        sys::eventfd_ring(self.bells[self.me].as_raw_fd());
     }
 
     fn disconnect(&self, st: &mut State, corrupt: bool) {
