@@ -58,8 +58,8 @@ pub mod loom_api {
     pub use crate::callback::hazard::FAILING_BARRIERS;
     pub use crate::callback::registry::{get, invoke, register, unregister};
     pub use crate::callback::{CallError, Payload};
-    pub use crate::slots::{Kind, Slots};
     pub use crate::region_ring::{Consumer, Producer, Ring, RingError};
+    pub use crate::slots::{Kind, Slots};
     pub use crate::stats::{Counters, GRAIN};
 
     /// Callbacks registered, alive (drop hook not run) and parked (waiting for a barrier).

@@ -145,9 +145,13 @@ fn status_error(status: u32, value: u64) -> Option<CallError> {
         S::QueueFull => CallError::QueueFull,
         S::Unsupported => CallError::Unsupported,
         // Region statuses (src/ffi/region.rs) are not completion results.
-        S::PeerGone | S::Corrupt | S::Busy | S::NotFound | S::PermissionDenied | S::SystemError | S::RegionFull => {
-            return None
-        }
+        S::PeerGone
+        | S::Corrupt
+        | S::Busy
+        | S::NotFound
+        | S::PermissionDenied
+        | S::SystemError
+        | S::RegionFull => return None,
     })
 }
 

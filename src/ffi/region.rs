@@ -147,12 +147,7 @@ fn config(cfg: *const FerryRegionConfig) -> Config {
     // SAFETY: non-null, and the caller promised a readable FerryRegionConfig.
     let c = unsafe { cfg.read() };
     let d = Config::default();
-    Config {
-        ring: c.ring,
-        slots: c.slots,
-        arena: c.arena,
-        mode: if c.mode == 0 { d.mode } else { c.mode },
-    }
+    Config { ring: c.ring, slots: c.slots, arena: c.arena, mode: if c.mode == 0 { d.mode } else { c.mode } }
 }
 
 fn name<'a>(p: *const u8, len: usize) -> Result<&'a str, FerryStatus> {
@@ -221,7 +216,11 @@ pub extern "C" fn ferry_region_create_named(
 /// creator refused this user), BUSY (the region already has a peer), PEER_GONE (the creator is
 /// gone), CORRUPT (the handshake or the mapping failed a check), SYSTEM_ERROR, TABLE_FULL.
 #[no_mangle]
-pub extern "C" fn ferry_region_open(name_ptr: *const u8, name_len: usize, region_out: *mut u64) -> FerryStatus {
+pub extern "C" fn ferry_region_open(
+    name_ptr: *const u8,
+    name_len: usize,
+    region_out: *mut u64,
+) -> FerryStatus {
     run("ferry_region_open", || {
         let out = nonnull_mut(region_out)?;
         let n = name(name_ptr, name_len)?;
@@ -246,7 +245,11 @@ pub extern "C" fn ferry_region_share(region: u64, sock: c_int) -> FerryStatus {
 /// Errors: NULL_POINTER, PEER_GONE (nothing came in time, or the socket closed), CORRUPT (not a
 /// ferry handshake, or the mapping failed a check), BUSY, SYSTEM_ERROR, TABLE_FULL.
 #[no_mangle]
-pub extern "C" fn ferry_region_from_socket(sock: c_int, timeout_ms: i32, region_out: *mut u64) -> FerryStatus {
+pub extern "C" fn ferry_region_from_socket(
+    sock: c_int,
+    timeout_ms: i32,
+    region_out: *mut u64,
+) -> FerryStatus {
     run("ferry_region_from_socket", || {
         let out = nonnull_mut(region_out)?;
         publish(Region::from_socket(sock, timeout_ms)?, out)
@@ -356,7 +359,11 @@ pub extern "C" fn ferry_region_recv(
         let r = region::get(region)?;
         let mut buf = [Message::default(); 64];
         let cap = cap.min(buf.len());
-        let n = if timeout_ms == 0 { r.try_recv(&mut buf[..cap], true)? } else { r.recv(&mut buf[..cap], timeout_ms)? };
+        let n = if timeout_ms == 0 {
+            r.try_recv(&mut buf[..cap], true)?
+        } else {
+            r.recv(&mut buf[..cap], timeout_ms)?
+        };
         for (i, m) in buf[..n].iter().enumerate() {
             // SAFETY: the caller promised `cap` writable messages at `msgs_out`; i < n <= cap.
             unsafe { msgs.add(i).write((*m).into()) };

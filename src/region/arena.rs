@@ -59,8 +59,9 @@ impl Arena {
     /// An empty arena of `len` bytes with `nslots` slots whose generations start at `gens[i]`
     /// (the generation to use next for each slot).
     pub(crate) fn new(len: u64, gens: impl Iterator<Item = u32>) -> Arena {
-        let slots: Vec<SlotState> =
-            gens.map(|g| SlotState { gen: if g < FIRST_GEN { FIRST_GEN } else { g }, ..SlotState::default() }).collect();
+        let slots: Vec<SlotState> = gens
+            .map(|g| SlotState { gen: if g < FIRST_GEN { FIRST_GEN } else { g }, ..SlotState::default() })
+            .collect();
         let free_slots =
             (0..slots.len() as u32).rev().filter(|&i| slots[i as usize].gen != u32::MAX).collect();
         let mut a = Arena {
@@ -90,7 +91,8 @@ impl Arena {
 
     /// Reserves `len` bytes in a free slot; returns the slot index. The caller publishes it.
     pub(crate) fn alloc(&mut self, len: u64) -> Result<usize, AllocError> {
-        let size = if len == 0 { 0 } else { len.div_ceil(GRAIN).checked_mul(GRAIN).ok_or(AllocError::NoSpace)? };
+        let size =
+            if len == 0 { 0 } else { len.div_ceil(GRAIN).checked_mul(GRAIN).ok_or(AllocError::NoSpace)? };
         if size > self.len {
             return Err(AllocError::NoSpace);
         }

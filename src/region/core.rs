@@ -220,6 +220,8 @@ pub struct Region {
     name: Option<String>,
     restricted: bool,
     spin_ns: AtomicU64,
+    /// The consumer's head as of the last receive, for spinning without the lock.
+    spin_head: AtomicU64,
     st: Mutex<State>,
 }
 
@@ -296,6 +298,7 @@ impl Region {
             name,
             restricted: cfg.mode & 0o077 == 0,
             spin_ns: AtomicU64::new(0),
+            spin_head: AtomicU64::new(0),
             st: Mutex::new(State::new(arena, 0)),
         })
     }
@@ -339,10 +342,18 @@ impl Region {
         }
         let w = |i: usize| u64::from_le_bytes(hs[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
         if w(0) == HS_REFUSE {
-            return Err(if w(1) == REFUSE_DENIED { RegionError::PermissionDenied } else { RegionError::Busy });
+            return Err(if w(1) == REFUSE_DENIED {
+                RegionError::PermissionDenied
+            } else {
+                RegionError::Busy
+            });
         }
         let (me, epoch, total, key) = (w(2), w(3), w(4), w(5));
-        if w(0) != HS_MAGIC || w(1) != super::layout::VERSION || me >= SEATS as u64 || epoch > u64::from(u32::MAX) {
+        if w(0) != HS_MAGIC
+            || w(1) != super::layout::VERSION
+            || me >= SEATS as u64
+            || epoch > u64::from(u32::MAX)
+        {
             return Err(RegionError::Corrupt);
         }
         let want = if link.is_some() { 3 } else { 4 };
@@ -413,6 +424,7 @@ impl Region {
         st.hint_out = hint_out;
         st.peer = Peer::Active(link);
         st.stats.peer = 2;
+        let head0 = st.inp.head;
         let r = Region {
             base,
             map_len,
@@ -426,6 +438,7 @@ impl Region {
             name: None,
             restricted: true,
             spin_ns: AtomicU64::new(0),
+            spin_head: AtomicU64::new(head0),
             st: Mutex::new(st),
         };
         sys::eventfd_ring(r.bells[r.other()].as_raw_fd());
@@ -476,7 +489,12 @@ impl Region {
         let (mine, theirs) = sys::seqpacket_pair()?;
         let link_fd = mine.as_raw_fd();
         let hs = self.offer(&mut st, mine)?;
-        let fds = [self.memfd.as_raw_fd(), self.bells[0].as_raw_fd(), self.bells[1].as_raw_fd(), theirs.as_raw_fd()];
+        let fds = [
+            self.memfd.as_raw_fd(),
+            self.bells[0].as_raw_fd(),
+            self.bells[1].as_raw_fd(),
+            theirs.as_raw_fd(),
+        ];
         if let Err(e) = sys::send_fds(sock, &hs, &fds) {
             sys::epoll_del(&self.epoll, link_fd);
             st.peer = Peer::None;
@@ -508,7 +526,8 @@ impl Region {
     }
 
     fn key_of(&self, id: u64) -> Option<Key> {
-        slots::decode(id, Kind::RegionBuffer).filter(|k| k.shard < SEATS && (k.slot as u64) < self.l.params.slots)
+        slots::decode(id, Kind::RegionBuffer)
+            .filter(|k| k.shard < SEATS && (k.slot as u64) < self.l.params.slots)
     }
 
     fn ptr_at(&self, seat: usize, off: u64, len: u64) -> usize {
@@ -661,7 +680,8 @@ impl Region {
         match key {
             None => {}
             Some(k) if k.shard == self.me => {
-                let s = st.arena.get(k.slot, k.gen).filter(|s| s.refs > 0).ok_or(RegionError::InvalidHandle)?;
+                let s =
+                    st.arena.get(k.slot, k.gen).filter(|s| s.refs > 0).ok_or(RegionError::InvalidHandle)?;
                 s.lent = s.lent.checked_add(1).ok_or(RegionError::InvalidArgument)?;
             }
             Some(_) => {
@@ -865,7 +885,8 @@ impl Region {
                 b[8..16].copy_from_slice(&reason.to_le_bytes());
                 let _ = sys::send_fds(conn.as_raw_fd(), &b, &[]);
             };
-            if self.restricted && sys::peer_uid(conn.as_raw_fd()).map_or(true, |u| u != sys::euid() && u != 0) {
+            if self.restricted && sys::peer_uid(conn.as_raw_fd()).map_or(true, |u| u != sys::euid() && u != 0)
+            {
                 refuse(REFUSE_DENIED);
                 continue;
             }
@@ -896,9 +917,15 @@ impl Region {
             let mut st = self.st.lock();
             let corrupt_before = st.stats.corrupt;
             if st.armed {
+                // Woken (or called again after an arm). Messages first: the events (doorbell,
+                // hang-up, connections) are looked at before the next arm in any case.
                 st.armed = false;
                 self.shm().msg_ring(self.me).disarm_consumer();
-                self.handle_events(&mut st)?;
+                let ready = st.peer.link().is_some()
+                    && self.shm().msg_ring(self.me).pending(&st.inp).is_ok_and(|n| n > 0);
+                if !ready {
+                    self.handle_events(&mut st)?;
+                }
             }
             let n = self.drain(&mut st, out);
             if st.stats.corrupt != corrupt_before {
@@ -910,7 +937,22 @@ impl Region {
             if let Some(t0) = start {
                 if t0.elapsed() < Duration::from_nanos(spin) {
                     drop(st);
-                    std::hint::spin_loop();
+                    // Look at the ring without the lock for a while, and let other threads run now
+                    // and then: on a busy machine the peer may need this very core to answer.
+                    let ring = self.shm().msg_ring(self.me);
+                    for i in 0..256u32 {
+                        if ring
+                            .pending(&Consumer { head: self.spin_head.load(Ordering::Relaxed) })
+                            .map_or(true, |n| n > 0)
+                        {
+                            break;
+                        }
+                        if i % 64 == 63 {
+                            std::thread::yield_now();
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                    }
                     continue;
                 }
             }
@@ -982,6 +1024,7 @@ impl Region {
         }
         if popped {
             ring.publish_head(&st.inp);
+            self.spin_head.store(st.inp.head, Ordering::Relaxed);
             if ring.take_producer_waiter() {
                 sys::eventfd_ring(self.bells[self.other()].as_raw_fd());
             }

@@ -151,7 +151,11 @@ impl<'a> Shm<'a> {
     /// The message ring that carries messages *to* seat `s`.
     pub(crate) fn msg_ring(&self, s: usize) -> super::ring::Ring<'a> {
         let n = self.l.params.ring as usize * MSG_WORDS;
-        super::ring::Ring::new(self.at(self.l.msg_ctl[s], CTL_WORDS), self.at(self.l.msg_slots[s], n), MSG_WORDS)
+        super::ring::Ring::new(
+            self.at(self.l.msg_ctl[s], CTL_WORDS),
+            self.at(self.l.msg_slots[s], n),
+            MSG_WORDS,
+        )
     }
 
     /// The hint ring that carries slots of seat `s`'s arena returned by the other seat.

@@ -78,8 +78,8 @@ pub(crate) mod sys;
 mod tests;
 
 pub use self::core::{
-    Config, Message, Region, RegionError, RegionStats, MAX_SPIN_NS, MSG_CORRUPT, MSG_ERROR, MSG_INVALID, MSG_PEER_GONE,
-    MSG_PEER_JOINED, MSG_RETURN, SEND_ERROR, SEND_MOVE,
+    Config, Message, Region, RegionError, RegionStats, MAX_SPIN_NS, MSG_CORRUPT, MSG_ERROR, MSG_INVALID,
+    MSG_PEER_GONE, MSG_PEER_JOINED, MSG_RETURN, SEND_ERROR, SEND_MOVE,
 };
 pub use layout::Params;
 

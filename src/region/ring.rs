@@ -197,7 +197,8 @@ impl<'a> Ring<'a> {
 
     /// Takes the overflow mark: true if an entry was dropped since the last call.
     pub fn take_overflow(&self) -> bool {
-        self.ctl[CTL_OVERFLOW].load(Ordering::Relaxed) != 0 && self.ctl[CTL_OVERFLOW].swap(0, Ordering::Acquire) != 0
+        self.ctl[CTL_OVERFLOW].load(Ordering::Relaxed) != 0
+            && self.ctl[CTL_OVERFLOW].swap(0, Ordering::Acquire) != 0
     }
 
     /// The published positions `(head, tail)`, unchecked (for a new peer taking over a seat).

@@ -42,9 +42,8 @@ fn retry(mut f: impl FnMut() -> libc::ssize_t) -> io::Result<usize> {
 pub(crate) fn memfd_sealed(len: u64) -> io::Result<OwnedFd> {
     let name = c"ferry-region";
     // SAFETY: a valid NUL-terminated name and flags; the result is checked.
-    let fd = owned(unsafe {
-        libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-    })?;
+    let fd =
+        owned(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) })?;
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
     // SAFETY: `fd` is a memfd we own.
     cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
@@ -189,7 +188,7 @@ pub(crate) fn send_fds(sock: RawFd, data: &[u8], fds: &[RawFd]) -> io::Result<()
     assert!(fds.len() <= MAX_FDS);
     let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() };
     let mut cbuf = [0u64; 8]; // CMSG_SPACE(4 * 4) fits in 64 bytes, 8-aligned
-    // SAFETY: a zeroed msghdr is a valid empty one.
+                              // SAFETY: a zeroed msghdr is a valid empty one.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
@@ -321,14 +320,23 @@ pub(crate) fn peer_uid(sock: RawFd) -> io::Result<u32> {
     let mut len = size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: `cred` is a writable ucred of `len` bytes.
     cvt(unsafe {
-        libc::getsockopt(sock, libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len)
+        libc::getsockopt(
+            sock,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
     })?;
     Ok(cred.uid)
 }
 
 /// Sets a blocking socket's receive timeout.
 pub(crate) fn set_recv_timeout(sock: RawFd, ms: u64) -> io::Result<()> {
-    let tv = libc::timeval { tv_sec: (ms / 1000) as libc::time_t, tv_usec: ((ms % 1000) * 1000) as libc::suseconds_t };
+    let tv = libc::timeval {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_usec: ((ms % 1000) * 1000) as libc::suseconds_t,
+    };
     // SAFETY: a valid timeval of the size given.
     cvt(unsafe {
         libc::setsockopt(
@@ -358,7 +366,11 @@ pub(crate) fn name_create(name: &str, mode: u32, content: &[u8]) -> io::Result<(
     let c = shm_name(name)?;
     // SAFETY: a valid NUL-terminated name; the result is checked.
     let fd = owned(unsafe {
-        libc::shm_open(c.as_ptr(), libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC, mode as libc::mode_t)
+        libc::shm_open(
+            c.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
+            mode as libc::mode_t,
+        )
     })?;
     // shm_open applies the umask: set the mode the caller asked for.
     // SAFETY: fchmod on our own descriptor.

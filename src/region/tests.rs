@@ -128,7 +128,11 @@ fn peer_death_reclaims_every_lease_and_keeps_sent_messages() {
     }
     let from_b: Vec<_> = got.iter().filter(|m| m.flags & (MSG_PEER_JOINED | MSG_PEER_GONE) == 0).collect();
     assert_eq!(from_b.len(), 2);
-    assert_eq!(bytes(from_b[0].ptr, from_b[0].len), &[3u8; 10][..], "the dead peer's buffer is still readable");
+    assert_eq!(
+        bytes(from_b[0].ptr, from_b[0].len),
+        &[3u8; 10][..],
+        "the dead peer's buffer is still readable"
+    );
     assert_eq!(from_b[1].id, ids[0], "the returned buffer survives the reclaim");
     let st = a.stats();
     assert_eq!((st.lent, st.own_buffers, st.held, st.peer), (0, 1, 1, 3));
