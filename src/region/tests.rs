@@ -243,3 +243,19 @@ fn busy_poll_receives_without_arming() {
     let m = recv1(&b);
     assert_eq!(m.value, 2);
 }
+
+#[test]
+fn the_attached_peer_survives_the_creator() {
+    let (a, b) = pair(small());
+    let (id, _, _) = b.alloc(10).unwrap();
+    b.send(id, 0, 0, 0, 0).unwrap();
+    let _ = recv1(&a);
+    drop(a);
+    let mut ms = [Message::default(); 4];
+    let n = b.recv(&mut ms, 2000).unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(ms[0].flags, MSG_PEER_GONE);
+    assert_eq!(b.stats().lent, 0);
+    b.release(id).unwrap();
+    assert_eq!(b.stats().own_buffers, 0);
+}
