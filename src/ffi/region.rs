@@ -232,8 +232,8 @@ pub extern "C" fn ferry_region_open(
 /// (which receives it with ferry_region_from_socket): sends the mapping, the doorbells and one end
 /// of a new link with SCM_RIGHTS. ferry does not keep or close `sock`.
 ///
-/// Errors: INVALID_HANDLE, BUSY (the region has a peer, or still holds buffers of one that is
-/// gone), SYSTEM_ERROR (the send failed; the region stays unshared).
+/// Errors: INVALID_HANDLE, INVALID_ARGUMENT (`sock` < 0), BUSY (the region has a peer, or still
+/// holds buffers of one that is gone), SYSTEM_ERROR (the send failed; the region stays unshared).
 #[no_mangle]
 pub extern "C" fn ferry_region_share(region: u64, sock: c_int) -> FerryStatus {
     run("ferry_region_share", || Ok(region::get(region)?.share(sock)?))
@@ -242,8 +242,9 @@ pub extern "C" fn ferry_region_share(region: u64, sock: c_int) -> FerryStatus {
 /// Receives a region shared on the Unix socket `sock`, waiting up to `timeout_ms` (-1: forever),
 /// attaches to it as the peer, and stores the handle in `*region_out`. ferry does not keep `sock`.
 ///
-/// Errors: NULL_POINTER, PEER_GONE (nothing came in time, or the socket closed), CORRUPT (not a
-/// ferry handshake, or the mapping failed a check), BUSY, SYSTEM_ERROR, TABLE_FULL.
+/// Errors: NULL_POINTER, INVALID_ARGUMENT (`sock` < 0 or `timeout_ms` < -1), PEER_GONE (nothing
+/// came in time, or the socket closed), CORRUPT (not a ferry handshake, or the mapping failed a
+/// check), BUSY, SYSTEM_ERROR, TABLE_FULL.
 #[no_mangle]
 pub extern "C" fn ferry_region_from_socket(
     sock: c_int,

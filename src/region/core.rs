@@ -323,6 +323,9 @@ impl Region {
     /// Receives a region that a peer shared over the Unix socket `sock` with [`Region::share`],
     /// waiting up to `timeout_ms` (-1: forever) for it.
     pub fn from_socket(sock: RawFd, timeout_ms: i32) -> Result<Region, RegionError> {
+        if sock < 0 || timeout_ms < -1 {
+            return Err(RegionError::InvalidArgument);
+        }
         if !sys::poll_in(sock, timeout_ms)? {
             return Err(RegionError::PeerGone);
         }
@@ -485,6 +488,9 @@ impl Region {
     /// receives it with [`Region::from_socket`]: sends the mapping, the doorbells and one end of a
     /// new link (SCM_RIGHTS).
     pub fn share(&self, sock: RawFd) -> Result<(), RegionError> {
+        if sock < 0 {
+            return Err(RegionError::InvalidArgument);
+        }
         let mut st = self.st.lock();
         let (mine, theirs) = sys::seqpacket_pair()?;
         let link_fd = mine.as_raw_fd();
