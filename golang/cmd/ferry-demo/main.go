@@ -46,6 +46,7 @@ func main() {
 	flag.StringVar(&c.out, "out", "results", "directory for the report (report.md) and its charts; empty for none")
 	flag.BoolVar(&c.quick, "quick", false, "a few-second run with fewer sizes and jobs (for CI)")
 	shmPeer := flag.Bool("shm-peer", false, "run as the peer process of phase 4 (internal)")
+	shmOnly := flag.Bool("shm-only", false, "run phase 4 alone and print its table (make bench-shm)")
 	flag.Parse()
 	if *shmPeer {
 		os.Exit(shmPeerMain())
@@ -63,6 +64,16 @@ func main() {
 		c.frameBudget = 20 * time.Millisecond
 		c.asyncJobs = 40_000
 		c.gcTotal, c.gcSoftLimit = 256<<20, 32<<20
+	}
+	if *shmOnly {
+		shm, err := runShm(c.shmSizes, c.shmBudget, logf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ferry-demo: FAIL:", err)
+			os.Exit(1)
+		}
+		fmt.Print("\n" + shmTable(shm).Text())
+		logf("%s", shmSummary(shm))
+		return
 	}
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-demo: FAIL:", err)
