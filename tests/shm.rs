@@ -177,7 +177,9 @@ fn recv_until(r: &Region, held: &mut Vec<u64>, flag: u32, what: &str) {
     loop {
         // The event may have come in an earlier receive (survivor_ops): then drain what is left.
         let gone = r.stats().peer == 3;
-        if (flag == MSG_PEER_GONE && gone) || (flag == MSG_PEER_JOINED && r.stats().peer == 2 && r.stats().seat == 1) {
+        if (flag == MSG_PEER_GONE && gone)
+            || (flag == MSG_PEER_JOINED && r.stats().peer == 2 && r.stats().seat == 1)
+        {
             while let Ok(n @ 1..) = r.recv(&mut ms, 0) {
                 held.extend(ms[..n].iter().filter(|m| m.id != 0).map(|m| m.id));
             }
@@ -230,7 +232,8 @@ fn survivor_ops(r: &Region, rng: &mut Rng, held: &mut Vec<u64>, own: &mut Vec<u6
                             // The view is readable whatever the peer did.
                             if m.len > 0 {
                                 // SAFETY: a received buffer this process now holds.
-                                let b = unsafe { std::slice::from_raw_parts(m.ptr as *const u8, m.len as usize) };
+                                let b =
+                                    unsafe { std::slice::from_raw_parts(m.ptr as *const u8, m.len as usize) };
                                 std::hint::black_box(b.iter().fold(0u8, |a, x| a ^ x));
                             }
                             held.push(m.id);

@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn alloc_free_coalesces_and_reuses_slots_with_new_generations() {
-        let mut a = Arena::new(4096, std::iter::repeat_n(1, 4));
+        let mut a = Arena::new(4096, std::iter::repeat(1).take(4));
         let x = a.alloc(100).unwrap();
         let y = a.alloc(1000).unwrap();
         let z = a.alloc(0).unwrap();
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn running_out_of_slots() {
-        let mut a = Arena::new(1 << 20, std::iter::repeat_n(1, 2));
+        let mut a = Arena::new(1 << 20, std::iter::repeat(1).take(2));
         a.alloc(1).unwrap();
         a.alloc(1).unwrap();
         assert_eq!(a.alloc(1), Err(AllocError::NoSlot));

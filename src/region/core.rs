@@ -284,7 +284,7 @@ impl Region {
             None => (None, None),
         };
         std::mem::forget(guard);
-        let arena = Arena::new(l.params.arena, std::iter::repeat_n(FIRST_GEN, l.params.slots as usize));
+        let arena = Arena::new(l.params.arena, std::iter::repeat(FIRST_GEN).take(l.params.slots as usize));
         Ok(Region {
             base,
             map_len,
@@ -1208,7 +1208,7 @@ fn publish_name(name: &str, mode: u32) -> Result<OwnedFd, RegionError> {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && attempt == 0 => {
                 let mut buf = [0u8; 256];
                 let stale = match sys::name_read(name, &mut buf) {
-                    Ok(n) => parse_name(&buf[..n]).is_none_or(|(_, pid)| !sys::alive(pid)),
+                    Ok(n) => parse_name(&buf[..n]).map_or(true, |(_, pid)| !sys::alive(pid)),
                     Err(_) => false,
                 };
                 if !stale {

@@ -37,9 +37,9 @@ const (
 
 // shmResult is one payload size's round trips (ns each).
 type shmResult struct {
-	Size                   int
-	FerryNs, SocketNs      float64
-	FerryTrips, SockTrips  int
+	Size                  int
+	FerryNs, SocketNs     float64
+	FerryTrips, SockTrips int
 }
 
 // shmRun is the whole phase.
