@@ -129,7 +129,8 @@ SCM_RIGHTS); only its id crosses, on the region's message ring, with a lease for
 the first and last byte and sends the id back (an in-place reply). Both processes wait in Go's
 netpoller, so each round trip has two real wake-ups (eventfd doorbells). **Unix socket**: the payload's
 bytes are written to a Unix stream socket, read in full by the peer and written back (copies both
-ways). Busy-poll: both sides spin up to 200 µs before they park.`)
+ways). Busy-poll: both sides spin up to 200 µs before they park. The two ways take turns in five
+rounds per size; each figure is the median of its rounds.`)
 	d.Para(shmSummary(shm))
 	d.Table(shmTable(shm))
 	d.Image("round trip against payload size, log-log", shmChartFile)

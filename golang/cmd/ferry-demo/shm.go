@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"sort"
 	"syscall"
 	"time"
 
@@ -35,7 +36,16 @@ const (
 	tagQuit = 3
 )
 
-// shmResult is one payload size's round trips (ns each).
+// shmRounds is how many turns each way takes per payload size.
+const shmRounds = 5
+
+// median returns the middle value of v (v is reordered).
+func median(v []float64) float64 {
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+// shmResult is one payload size's round trips (ns each, the median of shmRounds rounds).
 type shmResult struct {
 	Size                  int
 	FerryNs, SocketNs     float64
@@ -186,13 +196,23 @@ func runShm(sizes []int, budget time.Duration, logf func(string, ...any)) (shmRu
 		return out, fmt.Errorf("peer did not attach: %w", err)
 	}
 	for _, size := range sizes {
+		// The two ways take turns, in shmRounds rounds of budget/shmRounds each, and each way's
+		// figure is the median of its rounds: a burst of load on the machine hits one round of
+		// each, not one way's whole measurement.
 		res := shmResult{Size: size}
-		if res.FerryNs, res.FerryTrips, err = shmFerry(r, size, budget); err != nil {
-			return out, fmt.Errorf("ferry %s: %w", sizeName(size), err)
+		var fs, ss []float64
+		for range shmRounds {
+			ns, n, err := shmFerry(r, size, budget/shmRounds)
+			if err != nil {
+				return out, fmt.Errorf("ferry %s: %w", sizeName(size), err)
+			}
+			fs, res.FerryTrips = append(fs, ns), res.FerryTrips+n
+			if ns, n, err = shmSocket(conn, size, budget/shmRounds); err != nil {
+				return out, fmt.Errorf("socket %s: %w", sizeName(size), err)
+			}
+			ss, res.SockTrips = append(ss, ns), res.SockTrips+n
 		}
-		if res.SocketNs, res.SockTrips, err = shmSocket(conn, size, budget); err != nil {
-			return out, fmt.Errorf("socket %s: %w", sizeName(size), err)
-		}
+		res.FerryNs, res.SocketNs = median(fs), median(ss)
 		logf("  %8s  ferry region %10s  unix socket %10s  (%d and %d round trips)", sizeName(size),
 			nsName(res.FerryNs), nsName(res.SocketNs), res.FerryTrips, res.SockTrips)
 		out.Results = append(out.Results, res)
@@ -202,9 +222,15 @@ func runShm(sizes []int, budget time.Duration, logf func(string, ...any)) (shmRu
 	if err := shmSetSpin(r, spin); err != nil {
 		return out, err
 	}
-	if out.SpinRTTNs, out.SpinTrips, err = shmFerry(r, 64, budget); err != nil {
-		return out, fmt.Errorf("busy-poll: %w", err)
+	var sp []float64
+	for range shmRounds {
+		ns, n, err := shmFerry(r, 64, budget/shmRounds)
+		if err != nil {
+			return out, fmt.Errorf("busy-poll: %w", err)
+		}
+		sp, out.SpinTrips = append(sp, ns), out.SpinTrips+n
 	}
+	out.SpinRTTNs = median(sp)
 	if err := shmSetSpin(r, 0); err != nil {
 		return out, err
 	}
