@@ -23,6 +23,13 @@
 // soft limit: a create it refuses is retried after a collection a few times, then fails with
 // ErrLimitReached. ReadStats reports the counters and PublishExpvar exports them.
 //
+// # Regions
+//
+// A Region is memory shared with another process (Linux): buffers allocated in it (Alloc) have
+// ids valid in both processes, messages carry them on a ring with a lease for the receiver, and a
+// peer that dies has its leases reclaimed. Waiting (Receive, Receiver, Client, Serve) parks the
+// goroutine in the netpoller. See region.go and examples/shm.
+//
 // # Build tags
 //
 //   - ferrydebug: every accessor forces a garbage collection and released memory is made

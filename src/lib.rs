@@ -19,7 +19,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 // Under `--cfg loom` only the concurrent core is built (the sync facade, the slot core, the byte
-// accounting and the callback registry), for the model checker in tests/loom_model.
+// accounting, the callback registry and the region ring), for the model checker in tests/loom_model.
 #[cfg(not(loom))]
 pub mod buffer;
 pub mod callback;

@@ -148,7 +148,9 @@ fn busy_peer(r: &Region, rng: &mut Rng) -> ! {
     }
 }
 
-/// A hostile peer: random 8-byte writes all over the mapping, metadata mostly, plus forged ids.
+/// A hostile peer: random 8-byte writes all over the mapping, metadata mostly. It makes no ferry
+/// call after attaching (its own ferry would notice the garbage and hang up, and then the survivor
+/// would have nothing left to read): it keeps the link open and only writes.
 fn scribble(r: &Region, rng: &mut Rng) -> ! {
     let (base, len) = r.mapping();
     loop {
@@ -157,14 +159,12 @@ fn scribble(r: &Region, rng: &mut Rng) -> ! {
             // first 32 KiB with this configuration); the rest anywhere.
             let span = if rng.below(10) < 9 { (32 << 10).min(len) } else { len };
             let off = rng.below(span as u64 / 8) as usize * 8;
+            // Small values as often as random ones: they pass more checks and reach further.
+            let v = if rng.below(2) == 0 { rng.next() } else { rng.below(300) };
             // SAFETY: inside this process's own mapping of the region; the bytes are shared memory
             // and the point of this process is to write garbage into them.
-            unsafe { std::ptr::write_volatile((base + off) as *mut u64, rng.next()) };
+            unsafe { std::ptr::write_volatile((base + off) as *mut u64, v) };
         }
-        let _ = r.send(rng.next(), 0, 0, 0, 0);
-        let _ = r.send(rng.next() & !(0xF << 28) | (4 << 28), 0, 0, 0, 0);
-        let mut ms = [Message::default(); 16];
-        let _ = r.recv(&mut ms, 0);
         std::thread::yield_now();
     }
 }
@@ -325,7 +325,7 @@ fn a_peer_scribbling_over_the_region_gets_errors_not_a_crash() {
     let _serial = serial();
     let ops = env_num("FERRY_SHM_CORRUPT_OPS", 4000);
     let (fds0, maps0) = (count_fds(), count_maps());
-    for round in 0..2u64 {
+    for round in 0..8u64 {
         let seed = 0xbad5eed + round;
         let what = format!("scribble round {round} (seed {seed})");
         let mut rng = Rng(seed);
