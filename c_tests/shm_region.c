@@ -2,7 +2,8 @@
  *
  * 1. A region shared over a socketpair (SCM_RIGHTS): the parent's buffer crosses to the child by
  *    id, comes back as an in-place reply, the child's own buffer crosses the other way, and when
- *    the child exits the parent gets the PEER_GONE event and reclaims every lease.
+ *    the child is killed (SIGKILL) holding a lease, the parent gets the PEER_GONE event, reclaims
+ *    the lease and can still read the buffer the child sent.
  * 2. A named region (mode 0600): a child opens it by name and sends; a second opener is refused
  *    (BUSY); a missing name is NOT_FOUND; run as root, a child that dropped to user nobody gets
  *    PERMISSION_DENIED.
@@ -14,6 +15,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -66,9 +68,9 @@ static int child_share(int sock) {
     if (ferry_region_alloc(r, 100, &own) != FERRY_STATUS_OK) return 14;
     memset(own.ptr, 0x5A, 100);
     if (ferry_region_send(r, own.id, 3, 0, 0, FERRY_REGION_SEND_MOVE) != FERRY_STATUS_OK) return 15;
-    /* Wait for the parent's go-ahead, then leave without closing: exit closes the link. */
-    if (!recv_msg(r, &m)) return 16;
-    _exit(0);
+    /* Wait: the parent kills this process (SIGKILL) while it holds the parent's lease. */
+    recv_msg(r, &m);
+    return 16;
 }
 
 static void part_share(void) {
@@ -109,10 +111,13 @@ static void part_share(void) {
     CHECK_STATUS(ferry_region_stats(r, &st), FERRY_STATUS_OK);
     CHECK_EQ(st.seat, 0);
     CHECK_EQ(st.held, 1);
-    CHECK_STATUS(ferry_region_send(r, 0, 9, 0, 0, 0), FERRY_STATUS_OK);
+    CHECK_STATUS(ferry_region_send(r, v.id, 9, 0, 0, 0), FERRY_STATUS_OK); /* a lease it dies with */
+    CHECK_STATUS(ferry_region_stats(r, &st), FERRY_STATUS_OK);
+    CHECK_EQ(st.lent, 1);
+    kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
     /* The child is gone: its event comes, the buffer it sent stays readable until released. */
     size_t n = 0;
     CHECK_STATUS(ferry_region_recv(r, &m, 1, 5000, &n), FERRY_STATUS_OK);

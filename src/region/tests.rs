@@ -202,10 +202,13 @@ fn named_regions_open_by_name_and_refuse_a_second_peer() {
     let name = format!("ferry-test-{}", std::process::id());
     let a = Region::create(&small(), Some(&name)).unwrap();
     assert_eq!(Region::create(&small(), Some(&name)).err(), Some(RegionError::Busy));
-    let t = std::thread::spawn({
-        let name = name.clone();
-        move || Region::open(&name)
-    });
+    let t = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn({
+            let name = name.clone();
+            move || Region::open(&name)
+        })
+        .unwrap();
     // The creator accepts while it waits for messages.
     let mut ms = [Message::default(); 2];
     let mut joined = false;
@@ -215,10 +218,13 @@ fn named_regions_open_by_name_and_refuse_a_second_peer() {
         joined = ms[..n].iter().any(|m| m.flags & MSG_PEER_JOINED != 0);
     }
     let b = t.join().unwrap().unwrap();
-    let t2 = std::thread::spawn({
-        let name = name.clone();
-        move || Region::open(&name)
-    });
+    let t2 = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn({
+            let name = name.clone();
+            move || Region::open(&name)
+        })
+        .unwrap();
     while !t2.is_finished() {
         let _ = a.recv(&mut ms, 10);
     }
