@@ -288,7 +288,10 @@ func TestRegionIdleReceiversUseNoThreads(t *testing.T) {
 	rs, rcs = open(1000)
 	many := settle()
 	t.Logf("OS threads: %d waiting on 1 region, %d waiting on 1,000", one, many)
-	if many > one+4 {
+	// A thread per waiting receiver would be 1,000 more. The margin is for the Ms that Go's
+	// scheduler may start (and keep) while 1,000 goroutines make their first cgo call at once on
+	// a loaded machine; make bench-shm reports the two counts.
+	if many > one+20 {
 		t.Fatalf("waiting on 1,000 regions took %d OS threads, on 1 region %d", many, one)
 	}
 	closeAll(rs, rcs)
