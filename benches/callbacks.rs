@@ -29,6 +29,26 @@ fn sync_invoke(c: &mut Criterion) {
     g.bench_function("invoke_rust_closure", |b| {
         b.iter(|| callback::invoke(black_box(id), Payload::default()))
     });
+    // The alternative design for the lookup (issue 9, defect 4): a per-slot reference count, taken
+    // and dropped around each call (what a queued job's hold does), against the hazard slots above.
+    g.bench_function("hold_and_call_rust_closure", |b| {
+        b.iter(|| callback::get(black_box(id)).unwrap().call(Payload::default()))
+    });
+    g.bench_function("hold_and_call_rust_closure_4_threads", |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        for _ in 0..iters {
+                            black_box(callback::get(id).unwrap().call(Payload::default()).unwrap());
+                        }
+                    });
+                }
+            });
+            t0.elapsed() / 4
+        })
+    });
     let mut cid = 0;
     assert_eq!(ferry_callback_register(Some(c_add), std::ptr::null_mut(), None, &mut cid) as u32, 0);
     let mut out = FerryPayload::default();

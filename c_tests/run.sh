@@ -61,7 +61,8 @@ for i in "${!modes[@]}"; do
                 continue
             fi
             # valgrind's own defaults for what counts: a leak definitely *or possibly* lost fails.
-            prefix=("$valgrind" -q --error-exitcode=1 --leak-check=full --track-origins=yes)
+            prefix=("$valgrind" -q --error-exitcode=1 --leak-check=full --track-origins=yes
+                --child-silent-after-fork=yes)
             limit=$((timeout_s * 2)) ;;
         asan) prefix=(); limit=$timeout_s ;;
         *) echo "run.sh: unknown mode '$mode' (plain, valgrind, asan)" >&2; exit 2 ;;

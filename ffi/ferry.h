@@ -1,4 +1,14 @@
-/* ferry: lend Rust-owned memory to Go and C by generational integer id. */
+/* ferry: lend Rust-owned memory to Go and C by generational integer id.
+ *
+ * Threads and re-entrancy:
+ * - No ferry function is async-signal-safe: none may be called from a signal handler.
+ * - Callbacks (FerryCallbackFn), release functions (FerryReleaseFn), drop functions (FerryDropFn)
+ *   and sinks (FerrySinkFn) run with no ferry lock held and may call any ferry function, except that
+ *   ferry_pool_shutdown on a worker thread returns FERRY_STATUS_INVALID_ARGUMENT (it would wait for
+ *   itself) and a sink closing its own queue does not wait for itself.
+ * - After fork(), the child's worker pool is stopped (its next submit starts a new one); jobs that
+ *   were waiting complete with FERRY_STATUS_CLOSED in the child. Call ferry in the child only if no
+ *   other thread of the parent was inside ferry at the fork. */
 
 #ifndef FERRY_H
 #define FERRY_H
@@ -7,6 +17,15 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+// Most worker threads a pool is configured with.
+#define MAX_THREADS 256
+
+// Smallest worker stack accepted: every ferry function runs in it (c_tests/small_stack.c).
+#define MIN_STACK (64 << 10)
+
+// Largest worker stack accepted: 1 GiB.
+#define MAX_STACK (1 << 30)
 
 // Largest buffer length ferry accepts: 1 TiB (2^40 bytes).
 #define FERRY_MAX_LEN 1099511627776
@@ -59,6 +78,9 @@
 
 // The result of every ferry C call. Values are stable: they are never renumbered, and new ones are
 // only ever appended.
+//
+// Each function's `Errors:` line names every status it can return besides OK and PANIC (which any
+// function that returns a status may return).
 enum FerryStatus
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
@@ -78,9 +100,10 @@ enum FerryStatus
   FERRY_STATUS_TOO_LARGE = 5,
   // The live-byte limit (ferry_limit_set) refused the create.
   FERRY_STATUS_LIMIT_REACHED = 6,
-  // A Rust panic was caught at the boundary; ferry's state is still consistent.
+  // A Rust panic was caught at the boundary; ferry's state is still consistent. Any function that
+  // returns a status may return it.
   FERRY_STATUS_PANIC = 7,
-  // The allocator returned no memory.
+  // The allocator returned no memory, or no thread could be started.
   FERRY_STATUS_ALLOC_FAILED = 8,
   // The handle table has no free slot.
   FERRY_STATUS_TABLE_FULL = 9,
@@ -98,21 +121,27 @@ enum FerryStatus
   FERRY_STATUS_QUEUE_FULL = 15,
   // The operation name or code is not known.
   FERRY_STATUS_UNSUPPORTED = 16,
+  // Work submitted from a worker thread found every worker busy and the pool at its most workers:
+  // queued, it might never run while its submitter waits for it.
+  FERRY_STATUS_WOULD_DEADLOCK = 17,
+  // A callback was invoked with too little stack left on its thread (callbacks nested too deeply);
+  // refused instead of overflowing the stack.
+  FERRY_STATUS_NESTED_TOO_DEEP = 18,
   // A region has no peer: none attached yet, or it closed the region or died.
-  FERRY_STATUS_PEER_GONE = 17,
-  // A region's shared metadata failed a check (the peer wrote something impossible); the peer
-  // was disconnected and this process's own state is intact.
-  FERRY_STATUS_CORRUPT = 18,
+  FERRY_STATUS_PEER_GONE = 19,
+  // A region's shared metadata failed a check (the peer wrote something impossible); the peer was
+  // disconnected and this process's own state is intact.
+  FERRY_STATUS_CORRUPT = 20,
   // A region already has a peer, or a name is already taken by a live region.
-  FERRY_STATUS_BUSY = 19,
+  FERRY_STATUS_BUSY = 21,
   // No region has that name.
-  FERRY_STATUS_NOT_FOUND = 20,
+  FERRY_STATUS_NOT_FOUND = 22,
   // The region's name exists but this user may not open it.
-  FERRY_STATUS_PERMISSION_DENIED = 21,
+  FERRY_STATUS_PERMISSION_DENIED = 23,
   // A system call failed (out of descriptors, of memory for a mapping, ...).
-  FERRY_STATUS_SYSTEM_ERROR = 22,
+  FERRY_STATUS_SYSTEM_ERROR = 24,
   // A region's arena has no room (or no free slot) for the buffer; releases make room.
-  FERRY_STATUS_REGION_FULL = 23,
+  FERRY_STATUS_REGION_FULL = 25,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -329,7 +358,7 @@ FerryStatus ferry_buffer_share(uint64_t id, FerryView *view_out);
 // Makes an id over `len` bytes starting at `offset` within `id`'s view, sharing its memory.
 //
 // The caller owns the new id; the memory lives until it and every other id over it are released.
-// Errors: INVALID_HANDLE, NULL_POINTER, OVERFLOW (`offset + len` wraps), OUT_OF_RANGE.
+// Errors: INVALID_HANDLE, NULL_POINTER, OVERFLOW (`offset + len` wraps), OUT_OF_RANGE, TABLE_FULL.
 FerryStatus ferry_buffer_slice(uint64_t id, size_t offset, size_t len, FerryView *view_out);
 
 // Copies `len` bytes starting at `offset` within `id`'s view into `dst` (the copying path).
@@ -349,8 +378,9 @@ FerryStatus ferry_buffer_release(uint64_t id);
 // Releases the `n` ids at `ids` in one call, skipping invalid ones, and stores how many were
 // released in `*released_out` (which may be NULL).
 //
-// `ids` may be NULL when `n` is 0. Returns OK when every id was valid, INVALID_HANDLE when at least
-// one was not (the valid ones are still released), NULL_POINTER or TOO_LARGE for a bad array.
+// `ids` may be NULL when `n` is 0. Returns OK when every id was valid.
+// Errors: INVALID_HANDLE (at least one id was not valid; the valid ones are still released),
+// NULL_POINTER, TOO_LARGE (a bad array: nothing is released).
 FerryStatus ferry_buffer_release_many(const uint64_t *ids, size_t n, size_t *released_out);
 
 // Stores the process-wide table's counters in `*stats_out`. Errors: NULL_POINTER.
@@ -360,15 +390,19 @@ FerryStatus ferry_stats_get(FerryStats *stats_out);
 // all threads, and a create or adopt fails with LIMIT_REACHED only when the live bytes, plus the
 // bytes of creates running at the same moment, plus its own size would exceed it. Bytes already
 // live are not touched (a limit below them refuses every create until enough is released).
+// Errors: none.
 FerryStatus ferry_limit_set(uint64_t bytes);
 
-// Starts peak tracking again from the current live bytes.
+// Starts peak tracking again from the current live bytes. Errors: none.
 FerryStatus ferry_peak_reset(void);
 
 // Turns guard mode on (`on != 0`) or off for buffers created from now on. In guard mode every
 // zeroed or copied buffer gets pages of its own, and released pages are made inaccessible instead of
-// freed, so a use after release faults at once; adopted memory is overwritten with 0xA5 before it
-// is handed back. Guard mode leaks address space by design: it is for debugging only.
+// freed, so a use after release faults at once. Adopted memory is never written by ferry, in guard
+// mode or not: the release function gets the bytes as the last holder left them, memory adopted
+// with a NULL release function (static or const data) is left alone, and a refused adoption hands
+// the memory back untouched. Guard mode leaks address space by design: it is for debugging only.
+// Errors: none.
 FerryStatus ferry_guard_set(uint32_t on);
 
 // Registers the callback `f` with `user_data` and its drop function `drop` (may be NULL), and
@@ -393,8 +427,14 @@ FerryStatus ferry_callback_unregister(uint64_t id);
 // On OK, `result_out->buffer` (if not 0) is a new id the caller owns. On error `result_out` holds
 // buffer 0 and the detail value: the callback's own code for CALLBACK_FAILED, its panic record for
 // CALLBACK_PANIC. `result_out` may be NULL (a result buffer is then released). No ferry lock is held
-// during the call. Errors: INVALID_HANDLE (unknown or unregistered id), CALLBACK_FAILED,
-// CALLBACK_PANIC.
+// during the call. A callback registered through the Rust API that fails with an error of its own
+// other than these gives CALLBACK_FAILED with that error's status value as the detail.
+//
+// Callbacks may invoke callbacks, to any depth the thread's stack allows: a call that finds less
+// than 32 KiB of stack left on its thread (a quarter of the stack, for stacks under 128 KiB) is
+// refused with NESTED_TOO_DEEP instead of overflowing the stack.
+// Errors: INVALID_HANDLE (unknown or unregistered id), CALLBACK_FAILED, CALLBACK_PANIC,
+// NESTED_TOO_DEEP.
 FerryStatus ferry_callback_invoke(uint64_t id,
                                   uint64_t buffer,
                                   uint64_t value,
@@ -437,12 +477,10 @@ FerryStatus ferry_queue_wait(uint64_t queue,
 
 // Pushes `n` ready-made completions onto `queue` (for C producers that track their own work; their
 // tags are not registered, so ferry_async_cancel does not reach them). Each `buffer` id passes to
-// the queue. Errors: INVALID_HANDLE (unknown queue: the buffer ids are released), CLOSED (likewise),
-// NULL_POINTER, INVALID_ARGUMENT (a status a completion cannot carry, or a buffer with an error
-// status; nothing is posted), TOO_LARGE.
-FerryStatus ferry_queue_post(uint64_t queue,
-                             const FerryCompletion *items,
-                             size_t n);
+// the queue. Errors: INVALID_HANDLE (unknown queue: the buffer ids are released), CLOSED (the queue
+// was closed during the call: likewise), NULL_POINTER, INVALID_ARGUMENT (a status a completion
+// cannot carry, or a buffer with an error status; nothing is posted), TOO_LARGE.
+FerryStatus ferry_queue_post(uint64_t queue, const FerryCompletion *items, size_t n);
 
 // Submits built-in operation `op` (FERRY_OP_*) to the worker pool (started at the first submit);
 // its one completion arrives on `queue` with `tag`.
@@ -451,7 +489,14 @@ FerryStatus ferry_queue_post(uint64_t queue,
 // so the caller may release the id at once. `arg` and `value` are as each FERRY_OP_* says. Exactly
 // one completion follows an OK (its status may be CANCELLED, CLOSED, PANIC, ...); none follows an
 // error. Errors: UNSUPPORTED (`op`), INVALID_HANDLE (queue, input or callback id), INVALID_ARGUMENT
-// (`tag` already in flight on `queue`, or a bad `arg`), CLOSED, QUEUE_FULL (try again later).
+// (`tag` already in flight on `queue`, or a bad `arg`), CLOSED (the queue was closed during the
+// call, or the pool is shutting down), QUEUE_FULL (try again later), ALLOC_FAILED (the pool could
+// not start a worker thread it needed), WOULD_DEADLOCK (see below).
+//
+// Called on a worker thread (from a callback that FERRY_OP_CALL runs) while no worker is free, the
+// submit starts an extra worker, so a callback may submit work and wait for it without starving
+// the pool; extras exit once the queue is empty. When the pool already runs its most workers (its
+// thread count plus max(thread count, 64)), such a submit fails with WOULD_DEADLOCK instead.
 FerryStatus ferry_async_submit(uint64_t queue,
                                uint64_t tag,
                                uint32_t op,
@@ -461,19 +506,24 @@ FerryStatus ferry_async_submit(uint64_t queue,
 
 // Cancels the job with `tag` on `queue`: if it has not started it completes with CANCELLED without
 // running; if it is running it can see the flag (FERRY_OP_SLEEP does within a millisecond). Its
-// completion still arrives. Returns INVALID_HANDLE when the queue is unknown or no job with that
-// tag is in flight (it may just have finished: its completion stands).
+// completion still arrives. Errors: INVALID_HANDLE (the queue is unknown, or no job with that tag
+// is in flight: it may just have finished, and its completion stands).
 FerryStatus ferry_async_cancel(uint64_t queue, uint64_t tag);
 
-// Sets the worker pool's thread count (1..=256), job queue capacity and worker stack size in bytes
-// (at least 65536) for its next start; 0 for any of them means its default (CPUs but at least 2,
-// 65536 jobs, 256 KiB). A running pool keeps its threads until ferry_pool_shutdown.
+// Sets the worker pool's thread count (1..=256), job queue capacity (at least 1) and worker stack
+// size in bytes (65536 ..= 1 GiB) for its next start; 0 for any of them means its default (CPUs
+// but at least 2, 65536 jobs, 256 KiB). Every value is checked here. A running pool keeps its
+// threads, queue capacity and stack size until ferry_pool_shutdown; the new values apply when the
+// next submit starts the pool again.
 // Errors: INVALID_ARGUMENT.
 FerryStatus ferry_pool_configure(uint32_t threads, size_t queue_cap, size_t stack_size);
 
 // Stops the worker pool: waiting jobs complete with CLOSED, running ones finish, and every worker
-// thread has exited when this returns. The next submit starts the pool again.
-// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL).
+// thread has exited when this returns. The next submit starts the pool again. The waiting jobs are
+// dropped after ferry lets go of every lock, so the release and drop functions they run may call
+// any ferry function (this one included: it finds the pool stopped and returns OK).
+// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL),
+// before anything is changed.
 FerryStatus ferry_pool_shutdown(void);
 
 // Stores the callback machinery's counters in `*stats_out`. Errors: NULL_POINTER.
@@ -490,8 +540,9 @@ FerryStatus ferry_fault_panic_next(const char *name);
 // handle in `*region_out`.
 //
 // `cfg` may be NULL for the defaults. The caller owns the handle and closes it once
-// (ferry_region_close). Errors: NULL_POINTER, INVALID_ARGUMENT (a config field out of its domain),
-// SYSTEM_ERROR, TABLE_FULL.
+// (ferry_region_close). Errors: NULL_POINTER (`region_out`), INVALID_ARGUMENT (a config field out
+// of its domain), SYSTEM_ERROR (a system call failed: out of descriptors, of memory for the
+// mapping), TABLE_FULL.
 FerryStatus ferry_region_create(const FerryRegionConfig *cfg, uint64_t *region_out);
 
 // Creates a region and publishes it under `name` (`name_len` bytes, no NUL needed: letters,
@@ -500,8 +551,10 @@ FerryStatus ferry_region_create(const FerryRegionConfig *cfg, uint64_t *region_o
 // The name is a file in /dev/shm created with `cfg->mode` (0600 by default, so only this user
 // can open it); it holds a random rendezvous token and is removed when the handle is closed. A
 // name left by a creator that died is taken over. The handle accepts its peer while it receives
-// (ferry_region_recv): wait on ferry_region_fd. Errors: NULL_POINTER, INVALID_ARGUMENT, BUSY (the
-// name belongs to a live region), PERMISSION_DENIED, SYSTEM_ERROR, TABLE_FULL.
+// (ferry_region_recv): wait on ferry_region_fd. Errors: NULL_POINTER (`region_out`, or `name_ptr`
+// with a length), INVALID_ARGUMENT (an empty name, one longer than 200 bytes or with another
+// character, or a config field out of its domain), BUSY (the name belongs to a live region),
+// PERMISSION_DENIED (this user may not create files in /dev/shm), SYSTEM_ERROR, TABLE_FULL.
 FerryStatus ferry_region_create_named(const uint8_t *name_ptr,
                                       size_t name_len,
                                       const FerryRegionConfig *cfg,
@@ -510,9 +563,11 @@ FerryStatus ferry_region_create_named(const uint8_t *name_ptr,
 // Opens the region published under `name` and attaches to it as the peer; stores the handle in
 // `*region_out`. Waits up to 5 s for the creator's answer (the creator answers while it receives).
 //
-// Errors: NULL_POINTER, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (the name's mode or the
-// creator refused this user), BUSY (the region already has a peer), PEER_GONE (the creator is
-// gone), CORRUPT (the handshake or the mapping failed a check), SYSTEM_ERROR, TABLE_FULL.
+// Errors: NULL_POINTER, INVALID_ARGUMENT (a name ferry_region_create_named would refuse),
+// NOT_FOUND, PERMISSION_DENIED (the name's mode or the creator refused this user), BUSY (the
+// region already has a peer), PEER_GONE (the creator is gone), CORRUPT (the handshake or the
+// mapping failed a check), SYSTEM_ERROR (a system call failed, or the creator did not answer
+// within 5 s), TABLE_FULL.
 FerryStatus ferry_region_open(const uint8_t *name_ptr, size_t name_len, uint64_t *region_out);
 
 // Shares the region with the process at the other end of the connected Unix socket `sock`
@@ -520,7 +575,8 @@ FerryStatus ferry_region_open(const uint8_t *name_ptr, size_t name_len, uint64_t
 // of a new link with SCM_RIGHTS. ferry does not keep or close `sock`.
 //
 // Errors: INVALID_HANDLE, INVALID_ARGUMENT (`sock` < 0), BUSY (the region has a peer, or still
-// holds buffers of one that is gone), SYSTEM_ERROR (the send failed; the region stays unshared).
+// holds buffers of one that is gone), SYSTEM_ERROR (the send failed, `sock` being no connected
+// Unix socket for instance; the region stays unshared).
 FerryStatus ferry_region_share(uint64_t region, int sock);
 
 // Receives a region shared on the Unix socket `sock`, waiting up to `timeout_ms` (-1: forever),
@@ -528,7 +584,8 @@ FerryStatus ferry_region_share(uint64_t region, int sock);
 //
 // Errors: NULL_POINTER, INVALID_ARGUMENT (`sock` < 0 or `timeout_ms` < -1), PEER_GONE (nothing
 // came in time, or the socket closed), CORRUPT (not a ferry handshake, or the mapping failed a
-// check), BUSY, SYSTEM_ERROR, TABLE_FULL.
+// check), BUSY (the handshake offers a seat that is no longer on offer: a replayed one),
+// SYSTEM_ERROR (the receive failed: `sock` is not a socket, say), TABLE_FULL.
 FerryStatus ferry_region_from_socket(int sock, int32_t timeout_ms, uint64_t *region_out);
 
 // Closes a region handle. Every id of the region held by this process and every pointer into the
@@ -601,8 +658,10 @@ FerryStatus ferry_region_recv(uint64_t region,
 // released after it, unless the callback returns that same id (an in-place reply). A different
 // buffer the callback returns must be one it allocated in the region; it is moved to the peer. A
 // failing callback sends an error reply (FERRY_REGION_MSG_ERROR, value = its detail code). Events
-// are skipped. Errors: INVALID_HANDLE, INVALID_ARGUMENT (`max` is 0), PEER_GONE (the peer is gone
-// and nothing was served), QUEUE_FULL, CORRUPT, SYSTEM_ERROR.
+// are skipped. Errors: INVALID_HANDLE
+// (`region`, or a reply buffer the callback does not hold), INVALID_ARGUMENT (`max` is 0 or
+// `timeout_ms` < -1), PEER_GONE (the peer is gone and nothing was served), QUEUE_FULL (a reply
+// found the peer's ring full and was dropped), CORRUPT, SYSTEM_ERROR.
 FerryStatus ferry_region_serve(uint64_t region,
                                uint64_t callback,
                                size_t max,
@@ -619,11 +678,9 @@ FerryStatus ferry_region_count(uint64_t *n_out);
 // bytes (NUL included), and stores the full message length (without the NUL) in `*n_out`.
 //
 // `buf` may be NULL only when `len` is 0 (to ask for the length alone). `n_out` may be NULL.
-// An unknown status value gets the message "unknown status" and returns FERRY_STATUS_INVALID_ARGUMENT.
-FerryStatus ferry_status_message(uint32_t status,
-                                 char *buf,
-                                 size_t len,
-                                 size_t *n_out);
+// An unknown status value gets the message "unknown status".
+// Errors: NULL_POINTER (`buf` with `len` > 0), INVALID_ARGUMENT (an unknown status value).
+FerryStatus ferry_status_message(uint32_t status, char *buf, size_t len, size_t *n_out);
 
 #ifdef __cplusplus
 }  // extern "C"

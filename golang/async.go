@@ -275,6 +275,9 @@ func NewFuture(ctx context.Context) (f *Future, queue, tag uint64, err error) {
 // the default (the number of CPUs, at least 2). A running pool keeps its threads until
 // ShutdownAsync.
 func SetWorkers(n int) error {
+	if abiErr != nil {
+		return abiErr
+	}
 	if n < 0 || n > 256 {
 		return &Error{Status: StatusInvalidArgument, Msg: "SetWorkers: n must be in 0..256"}
 	}
@@ -286,6 +289,9 @@ func SetWorkers(n int) error {
 // asynchronous call starts everything again. It must not be called from a callback running on a
 // worker (it returns an error matching ErrInvalidArgument there).
 func ShutdownAsync() error {
+	if abiErr != nil {
+		return abiErr
+	}
 	defEngine.mu.Lock()
 	e := defEngine.e
 	defEngine.e = nil
@@ -480,6 +486,9 @@ func newEngine(mode deliveryMode, batch int) (*engine, error) {
 }
 
 func startEngine(e *engine) (*engine, error) {
+	if abiErr != nil {
+		return nil, abiErr
+	}
 	ensureConfig()
 	switch e.mode {
 	case modeSink:

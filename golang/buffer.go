@@ -66,6 +66,9 @@ func (b *Buffer) data() []byte {
 // When the live-byte limit refuses the create, New collects garbage (so cleanups release the ids of
 // unreachable Buffers) and retries a few times before it returns an error matching ErrLimitReached.
 func New(n int) (*Buffer, error) {
+	if abiErr != nil {
+		return nil, abiErr
+	}
 	if n < 0 {
 		return nil, &Error{Status: StatusInvalidArgument, Msg: "negative buffer length"}
 	}
@@ -84,6 +87,9 @@ func New(n int) (*Buffer, error) {
 // Copy returns a buffer in Rust memory holding a copy of p. ferry does not keep p.
 // Like New, it collects and retries when the live-byte limit refuses the create.
 func Copy(p []byte) (*Buffer, error) {
+	if abiErr != nil {
+		return nil, abiErr
+	}
 	ensureConfig()
 	for attempt := 0; ; attempt++ {
 		r := C.ferry_go_copy((*C.uint8_t)(unsafe.SliceData(p)), C.size_t(len(p)))
@@ -105,6 +111,9 @@ func Copy(p []byte) (*Buffer, error) {
 // a view that does not match ErrInvalidArgument; on error the Buffer is not made and the caller
 // still owns the id. On success the Buffer owns the id: Close (or the cleanup) releases it.
 func Adopt(id uint64, ptr unsafe.Pointer, n int) (*Buffer, error) {
+	if abiErr != nil {
+		return nil, abiErr
+	}
 	ensureConfig()
 	r := C.ferry_go_view(C.uint64_t(id))
 	if r.status != C.FERRY_STATUS_OK {
@@ -119,6 +128,9 @@ func Adopt(id uint64, ptr unsafe.Pointer, n int) (*Buffer, error) {
 // AdoptID takes ownership of an id made elsewhere in the process and fetches its view (one
 // crossing). Errors and ownership are as for Adopt.
 func AdoptID(id uint64) (*Buffer, error) {
+	if abiErr != nil {
+		return nil, abiErr
+	}
 	ensureConfig()
 	r := C.ferry_go_view(C.uint64_t(id))
 	if r.status != C.FERRY_STATUS_OK {

@@ -187,6 +187,9 @@ var nextKey atomic.Uintptr
 // Close it when done: like a cgo.Handle, a Callback is not released by the garbage collector,
 // since Rust code may hold its id.
 func NewCallback(fn CallbackFunc) (*Callback, error) {
+	if abiErr != nil {
+		return nil, abiErr
+	}
 	if fn == nil {
 		return nil, &Error{Status: StatusNullPointer, Msg: "NewCallback: nil function"}
 	}
@@ -230,6 +233,9 @@ func (c *Callback) Invoke(in Payload) (Payload, error) {
 // *CallbackError (matching ErrCallbackFailed or ErrCallbackPanic); an unknown or closed id gives an
 // error matching ErrInvalidHandle.
 func InvokeID(id uint64, in Payload) (Payload, error) {
+	if abiErr != nil {
+		return Payload{}, abiErr
+	}
 	var buf uint64
 	if in.Buffer != nil {
 		if !in.Buffer.acquire() {
@@ -455,6 +461,9 @@ type CallbackStats struct {
 
 // ReadCallbackStats returns the callback machinery's counters.
 func ReadCallbackStats() (CallbackStats, error) {
+	if abiErr != nil {
+		return CallbackStats{}, abiErr
+	}
 	var s C.FerryCallbackStats
 	if err := statusErr(C.ferry_callback_stats(&s)); err != nil {
 		return CallbackStats{}, err

@@ -17,7 +17,9 @@ import "runtime"
 const debugMode = true
 
 func init() {
-	C.ferry_guard_set(1)
+	if abiErr == nil { // a mismatched library is never called (abi.go)
+		C.ferry_guard_set(1)
+	}
 }
 
 // debugCollect forces a garbage collection, so that a Buffer the caller forgot to keep alive has

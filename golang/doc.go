@@ -30,11 +30,29 @@
 // peer that dies has its leases reclaimed. Waiting (Receive, Receiver, Client, Serve) parks the
 // goroutine in the netpoller. See region.go and examples/shm.
 //
-// # Build tags
+// # Linking and build tags
+//
+// The package compiles against its own copy of ferry.h and links the ferry library one of three
+// ways, chosen by build tag:
+//
+//   - default: the installed library found by pkg-config as package "ferry" (`make install`
+//     writes ferry.pc), which links libferry.so; the program needs the library at run time.
+//   - ferry_static: the installed static archive, from pkg-config package "ferry-static"
+//     (ferry-static.pc, installed next to ferry.pc); nothing to find at run time.
+//   - ferry_external: links nothing. Use it when the program links a downstream Rust staticlib
+//     that bundles ferry, so that the process holds exactly one copy of ferry's handle table
+//     (examples/downstream shows the recipe).
+//
+// Set PKG_CONFIG_PATH to $PREFIX/lib/pkgconfig when ferry is installed outside pkg-config's
+// default search path. Inside ferry's repository, `make` sets PKG_CONFIG_PATH to build/pkgconfig,
+// where `make lib` writes ferry-uninstalled.pc (pkg-config's convention for a library used from
+// its build tree), which links the checkout's target/release/libferry.a.
+//
+// On first use the package compares ABIVersion with the linked library's ABI version; when they
+// differ, every entry point returns an error matching ErrABIMismatch that names both.
+//
+// The other tags are for tests:
 //
 //   - ferrydebug: every accessor forces a garbage collection and released memory is made
-//     inaccessible, so a missing runtime.KeepAlive or a use after Close faults at once. For tests.
-//   - ferry_external: do not link target/release/libferry.a. Use it when the program links a
-//     downstream Rust staticlib that bundles ferry, so that the process holds exactly one copy of
-//     ferry's handle table (examples/downstream shows the recipe).
+//     inaccessible, so a missing runtime.KeepAlive or a use after Close faults at once.
 package ferry

@@ -1,12 +1,12 @@
-//go:build !ferry_external
+//go:build ferry_static && !ferry_external
 
 package ferry
 
-// The default link line: the static library that `make lib` builds (target/release/libferry.a).
-// Build with -tags ferry_external to leave it out, when the program links a downstream staticlib
-// that already bundles ferry, so that the process holds exactly one copy of ferry's handle table.
+// The link line of the ferry_static build tag: the static archive libferry.a of the installed
+// ferry, from ferry-static.pc (written next to ferry.pc by `make install`). The program then needs
+// no ferry library at run time. See link.go for the default and doc.go for all link modes.
 
 /*
-#cgo LDFLAGS: ${SRCDIR}/../target/release/libferry.a -ldl -lpthread -lm
+#cgo pkg-config: ferry-static
 */
 import "C"

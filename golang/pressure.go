@@ -74,7 +74,9 @@ func applySoftLimit(bytes int64) int64 {
 		nextTrigger.Store(1<<63 - 1)
 	}
 	hardLimit.Store(hard)
-	C.ferry_limit_set(C.uint64_t(hard))
+	if abiErr == nil { // a mismatched library is never called (abi.go)
+		C.ferry_limit_set(C.uint64_t(hard))
+	}
 	return prev
 }
 

@@ -38,8 +38,12 @@ type Stats struct {
 	Collections uint64
 }
 
-// ReadStats returns the current counters. It fails only if the library does (a caught panic).
+// ReadStats returns the current counters. It fails only if the library does (a caught panic), or
+// is of another ABI version (ErrABIMismatch).
 func ReadStats() (Stats, error) {
+	if abiErr != nil {
+		return Stats{}, abiErr
+	}
 	var c C.FerryStats
 	if err := statusErr(C.ferry_stats_get(&c)); err != nil {
 		return Stats{}, err
@@ -62,6 +66,9 @@ func ReadStats() (Stats, error) {
 
 // ResetPeak starts peak tracking (Stats.PeakBytes) again from the current live bytes.
 func ResetPeak() error {
+	if abiErr != nil {
+		return abiErr
+	}
 	return statusErr(C.ferry_peak_reset())
 }
 

@@ -10,13 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::pages;
 use crate::stats::Counters;
 
 /// Largest buffer ferry creates or adopts: 1 TiB. Anything larger is [`Error::TooLarge`]; the bound
 /// keeps every length well inside what Go's `unsafe.Slice` and C's `ptrdiff_t` accept.
 pub const MAX_LEN: usize = 1 << 40;
 
-/// Byte poured over adopted memory before it is handed back in guard mode (see [`set_guard_mode`]).
+/// Byte poured over a lent `Vec<u8>` before ferry frees it in guard mode (see [`set_guard_mode`]).
 pub const POISON: u8 = 0xA5;
 
 static GUARD_MODE: AtomicBool = AtomicBool::new(false);
@@ -25,9 +26,12 @@ static GUARD_MODE: AtomicBool = AtomicBool::new(false);
 ///
 /// In guard mode ferry allocates each zeroed or copied buffer with its own `mmap`, and when the last
 /// id over it is released the pages are made inaccessible (`PROT_NONE`) and never reused, so a view
-/// used after release faults at once instead of reading recycled memory. Adopted memory cannot be
-/// protected (ferry does not own its pages): it is overwritten with [`POISON`] before it is handed
-/// back. Guard mode leaks address space by design; it is for debugging (Go's `ferrydebug` tag).
+/// used after release faults at once instead of reading recycled memory. A lent `Vec<u8>` is
+/// overwritten with [`POISON`] before ferry frees it. Adopted memory (`Table::adopt_raw`,
+/// `ferry_buffer_adopt`) belongs to someone else and is never written by ferry, in guard mode or
+/// not: it goes back to its owner (or stays where it is, without a release function) exactly as
+/// the last holder left it, and a refused adoption leaves it untouched. Guard mode leaks address
+/// space by design; it is for debugging (Go's `ferrydebug` tag).
 pub fn set_guard_mode(on: bool) {
     GUARD_MODE.store(on, Ordering::SeqCst);
 }
@@ -41,16 +45,20 @@ pub fn guard_mode() -> bool {
 enum Storage {
     /// Length 0: no memory at all.
     Empty,
-    /// Allocated by ferry with the global allocator, `Layout::array::<u8>(len)`.
+    /// Allocated by ferry with the global allocator, `Layout::array::<u8>(len)` (below
+    /// [`pages::MAP_MIN`] bytes).
     Heap,
+    /// Allocated by ferry as pages of its own (from [`pages::MAP_MIN`] bytes up): a mapping of
+    /// `map_len` bytes from [`pages::POOL`], given back to it on drop.
+    Mapped { map_len: usize },
     /// An adopted `Vec<u8>`: the bytes go back through `Vec::from_raw_parts(ptr, len, cap)`.
     /// `poison` records whether guard mode was on at creation.
     Vec { cap: usize, poison: bool },
     /// Guard mode: a private anonymous mapping of `map_len` bytes, protected (not unmapped) on drop.
     Guarded { map_len: usize },
-    /// Memory that belongs to someone else; the closure hands it back and runs exactly once.
-    /// `poison` records whether guard mode was on at creation.
-    Foreign { release: Option<Box<dyn FnOnce() + Send>>, poison: bool },
+    /// Memory that belongs to someone else; the closure hands it back and runs exactly once. ferry
+    /// never writes these bytes itself (they may be read-only), in guard mode or not.
+    Foreign { release: Option<Box<dyn FnOnce() + Send>> },
 }
 
 /// Owned bytes at a stable address, shared by `Arc`.
@@ -127,13 +135,14 @@ impl Buffer {
         Ok(Buffer { ptr, len, storage: Storage::Vec { cap, poison: guard_mode() }, counters })
     }
 
-    /// Adopts foreign memory; `release` runs once when the buffer is dropped.
+    /// Adopts foreign memory; `release` runs once when the buffer is dropped. ferry never writes the
+    /// bytes itself.
     ///
     /// On error `release` is dropped without being called: the caller still owns the memory.
     ///
     /// # Safety
-    /// `ptr` must be valid for reads and writes of `len` bytes (or anything if `len` is 0) until
-    /// `release` runs, and nothing else may free it before then.
+    /// `ptr` must be valid for reads of `len` bytes (or anything if `len` is 0), and for writes if
+    /// anyone writes through a view, until `release` runs, and nothing else may free it before then.
     pub(crate) unsafe fn foreign(
         ptr: *mut u8,
         len: usize,
@@ -143,19 +152,14 @@ impl Buffer {
         check_len(len)?;
         counters.reserve(len)?;
         let ptr = if len == 0 { ptr::null_mut() } else { ptr };
-        Ok(Buffer {
-            ptr,
-            len,
-            storage: Storage::Foreign { release: Some(release), poison: guard_mode() },
-            counters,
-        })
+        Ok(Buffer { ptr, len, storage: Storage::Foreign { release: Some(release) }, counters })
     }
 
     /// Takes the release closure out of adopted memory without calling it, and drops the buffer,
     /// giving its bytes back to the counters: the adopter owns the memory again. Used when an adopt
     /// fails after the buffer was built.
     pub(crate) fn disown(mut self) {
-        if let Storage::Foreign { release, .. } = &mut self.storage {
+        if let Storage::Foreign { release } = &mut self.storage {
             drop(release.take());
         }
     }
@@ -193,12 +197,14 @@ impl Drop for Buffer {
                 // SAFETY: these are the raw parts taken from a live Vec<u8> in `from_vec`, untouched since.
                 drop(unsafe { Vec::from_raw_parts(ptr, len, cap) });
             }
+            Storage::Mapped { map_len } => {
+                // SAFETY: `ptr` and `map_len` came from one `pages::POOL.allocate` call, and the last owner
+                // of the buffer is being dropped, so nothing uses the memory any more.
+                unsafe { pages::POOL.release(ptr, map_len) }
+            }
             Storage::Guarded { map_len } => unguard(ptr, map_len),
-            Storage::Foreign { release, poison } => {
-                if poison && len > 0 {
-                    // SAFETY: the foreign owner promised `len` writable bytes until `release` runs.
-                    unsafe { ptr::write_bytes(ptr, POISON, len) };
-                }
+            Storage::Foreign { release } => {
+                // Not poisoned, even in guard mode: the bytes are the owner's (see set_guard_mode).
                 if let Some(release) = release {
                     release();
                 }
@@ -217,6 +223,11 @@ fn check_len(len: usize) -> Result<(), Error> {
 }
 
 fn heap_zeroed(len: usize) -> Option<(*mut u8, Storage)> {
+    if len >= pages::MAP_MIN {
+        if let Some((p, map_len)) = pages::POOL.allocate(len, true) {
+            return Some((p, Storage::Mapped { map_len }));
+        } // out of mappings (vm.max_map_count), perhaps not of memory: malloc may still have some
+    }
     let layout = Layout::array::<u8>(len).ok()?;
     // SAFETY: `len > 0`, so the layout has a non-zero size.
     let p = unsafe { alloc::alloc_zeroed(layout) };
@@ -224,41 +235,22 @@ fn heap_zeroed(len: usize) -> Option<(*mut u8, Storage)> {
 }
 
 fn heap_uninit(len: usize) -> Option<(*mut u8, Storage)> {
+    if len >= pages::MAP_MIN {
+        if let Some((p, map_len)) = pages::POOL.allocate(len, false) {
+            return Some((p, Storage::Mapped { map_len }));
+        }
+    }
     let layout = Layout::array::<u8>(len).ok()?;
     // SAFETY: `len > 0`, so the layout has a non-zero size; the caller initialises every byte.
     let p = unsafe { alloc::alloc(layout) };
     (!p.is_null()).then_some((p, Storage::Heap))
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
-    }
-}
-
 /// Guard mode: a fresh zero-filled mapping rounded up to whole pages.
 fn guarded(len: usize) -> Option<(*mut u8, Storage)> {
-    let page = page_size();
+    let page = pages::page_size();
     let map_len = len.checked_add(page - 1)? / page * page;
-    // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no memory we own.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            map_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return None;
-    }
-    Some((p.cast(), Storage::Guarded { map_len }))
+    Some((pages::map(map_len, false)?, Storage::Guarded { map_len }))
 }
 
 /// Guard mode release: give the pages back to the kernel, then make the range fault on any access.
@@ -335,6 +327,94 @@ mod tests {
 
     fn counters() -> &'static Counters {
         Box::leak(Box::new(Counters::new()))
+    }
+
+    /// Guard mode is process-wide: a test that turns it on, or that looks at which storage a buffer
+    /// got, holds this lock.
+    static GUARD_LOCK: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+
+    /// Guard mode on until dropped.
+    struct GuardOn(#[allow(dead_code)] parking_lot::MutexGuard<'static, ()>);
+
+    fn guard_on() -> GuardOn {
+        let g = GuardOn(GUARD_LOCK.lock());
+        set_guard_mode(true);
+        g
+    }
+
+    impl Drop for GuardOn {
+        fn drop(&mut self) {
+            set_guard_mode(false);
+        }
+    }
+
+    /// A buffer over `mem` with a release that only counts.
+    fn adopted(mem: *mut u8, len: usize, released: &'static std::sync::atomic::AtomicUsize) -> Buffer {
+        // SAFETY: every caller's memory outlives the buffer (it is static, or dropped after it).
+        unsafe {
+            Buffer::foreign(
+                mem,
+                len,
+                Box::new(move || {
+                    released.fetch_add(1, Ordering::SeqCst);
+                }),
+                counters(),
+            )
+        }
+        .unwrap()
+    }
+
+    #[test]
+    fn guard_mode_never_writes_adopted_memory() {
+        use std::sync::atomic::AtomicUsize;
+        static RELEASED: AtomicUsize = AtomicUsize::new(0);
+        // An immutable static lives in read-only pages: a write to it would kill the process.
+        static CONST_DATA: [u8; 8192] = [9; 8192];
+        let _guard = guard_on();
+
+        drop(adopted(CONST_DATA.as_ptr().cast_mut(), CONST_DATA.len(), &RELEASED));
+        assert!(CONST_DATA.iter().all(|&b| b == 9));
+
+        // Writable memory comes back as the last holder left it, to the release function...
+        let mut mem = vec![7u8; 4096];
+        let b = adopted(mem.as_mut_ptr(), mem.len(), &RELEASED);
+        // SAFETY: the buffer holds 4096 bytes at `mem`, which outlives it.
+        unsafe { *b.as_ptr().add(10) = 3 };
+        drop(b);
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 2);
+        assert!(mem.iter().enumerate().all(|(i, &b)| b == if i == 10 { 3 } else { 7 }));
+
+        // ...and a refused adoption (the table disowns the buffer) leaves it untouched, unreleased.
+        let b = adopted(mem.as_mut_ptr(), mem.len(), &RELEASED);
+        b.disown();
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 2);
+        assert!(mem.iter().enumerate().all(|(i, &b)| b == if i == 10 { 3 } else { 7 }));
+    }
+
+    #[test]
+    fn large_buffers_get_pages_of_their_own() {
+        let _no_guard = GUARD_LOCK.lock();
+        let c = counters();
+        let small = Buffer::zeroed(pages::MAP_MIN - 1, c).unwrap();
+        assert!(matches!(small.storage, Storage::Heap));
+        for len in [pages::MAP_MIN, 1 << 20, pages::HUGE_MIN + 5] {
+            let b = Buffer::zeroed(len, c).unwrap();
+            assert!(matches!(b.storage, Storage::Mapped { map_len } if map_len >= len));
+            let r = BufferRef { buf: Arc::new(b), off: 0, len };
+            assert!(r.as_bytes().iter().all(|&b| b == 0));
+            // SAFETY: the buffer holds `len` bytes, and `r` is the only reference to them.
+            unsafe { ptr::write_bytes(r.as_ptr(), 0xEE, len) };
+            drop(r);
+            // The next one may reuse those pages: it is zeroed all the same.
+            let again = BufferRef { buf: Arc::new(Buffer::zeroed(len, c).unwrap()), off: 0, len };
+            assert!(again.as_bytes().iter().all(|&b| b == 0));
+            let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let cp = Buffer::copied(&src, c).unwrap();
+            assert!(matches!(cp.storage, Storage::Mapped { .. }));
+            assert_eq!(BufferRef { buf: Arc::new(cp), off: 0, len }.as_bytes(), &src[..]);
+        }
+        drop(small);
+        assert_eq!(c.snapshot().live_bytes, 0);
     }
 
     #[test]

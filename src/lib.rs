@@ -27,6 +27,8 @@ pub mod error;
 #[cfg(not(loom))]
 pub mod ffi;
 #[cfg(not(loom))]
+mod pages;
+#[cfg(not(loom))]
 pub mod region;
 #[cfg(loom)]
 #[path = "region/ring.rs"]

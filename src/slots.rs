@@ -94,16 +94,18 @@ pub(crate) fn encode(kind: Kind, key: Key) -> u64 {
 
 /// The parts of `id`, or `None` if it was not issued by a table of `kind` (0 and every id of
 /// another kind included).
-#[inline]
+///
+/// Generation 0 decodes too: no slot ever holds it, so such an id never matches a live value.
+#[inline(always)]
 pub(crate) fn decode(id: u64, kind: Kind) -> Option<Key> {
     if (id >> KIND_SHIFT) & 0xF != u64::from(kind as u8) {
         return None;
     }
-    let gen = (id >> GEN_SHIFT) as u32;
-    if gen < FIRST_GEN {
-        return None;
-    }
-    Some(Key { gen, shard: ((id >> SHARD_SHIFT) & 0xF) as usize, slot: (id & SLOT_MASK) as usize })
+    Some(Key {
+        gen: (id >> GEN_SHIFT) as u32,
+        shard: ((id >> SHARD_SHIFT) & 0xF) as usize,
+        slot: (id & SLOT_MASK) as usize,
+    })
 }
 
 /// The generation a freed slot moves on to, or `None` when the slot must be retired (its next
@@ -217,6 +219,7 @@ impl<T> Slots<T> {
         }
     }
 
+    #[inline(always)]
     fn shard(&self, ix: usize) -> &Mutex<Shard<T>> {
         &self.shards[ix].0
     }
@@ -256,7 +259,7 @@ impl<T> Slots<T> {
     /// Calls `f` with the value `id` names, under its shard's lock: keep `f` short (clone an `Arc`
     /// out, read a field). Errors: [`Error::InvalidHandle`] for an id of another kind, a stale or
     /// forged one.
-    #[inline]
+    #[inline(always)]
     pub fn with<R>(&self, id: u64, f: impl FnOnce(&T) -> R) -> Result<R, Error> {
         let k = self.key(id)?;
         let s = self.shard(k.shard).lock();
@@ -287,11 +290,11 @@ impl<T> Slots<T> {
         Ok(v)
     }
 
+    /// The parts of `id` if it is of this table's kind. A shard past `nshards` needs no check of its
+    /// own: it never holds a slot, so the lookup that follows fails.
+    #[inline(always)]
     fn key(&self, id: u64) -> Result<Key, Error> {
-        match decode(id, self.kind) {
-            Some(k) if k.shard < self.nshards => Ok(k),
-            _ => Err(Error::InvalidHandle),
-        }
+        decode(id, self.kind).ok_or(Error::InvalidHandle)
     }
 
     /// Ids issued and ids removed since the table was made.

@@ -126,6 +126,7 @@ impl Table {
     }
 
     /// The address and length that `id` names.
+    #[inline]
     pub fn view(&self, id: u64) -> Result<View, Error> {
         self.slots.with(id, |e| View { id, ptr: e.as_ptr(), len: e.len() })
     }

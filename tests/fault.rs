@@ -7,7 +7,8 @@
 //! (`make test-reliability` runs it). Without the feature this file compiles to nothing.
 //!
 //! The list of functions is checked against `ffi/ferry.h`: a new exported function that is not
-//! covered here fails the test until a case is added for it.
+//! covered here fails the test until a case is added for it. Every status a case's call returns
+//! must be one its entry in `ferry::ffi::status::function_errors` lists.
 #![cfg(feature = "fault-injection")]
 
 use std::collections::BTreeSet;
@@ -20,7 +21,7 @@ use ferry::ffi::buffer::*;
 use ferry::ffi::callback::*;
 use ferry::ffi::fault::ferry_fault_panic_next;
 use ferry::ffi::region::*;
-use ferry::ffi::status::ferry_status_message;
+use ferry::ffi::status::{ferry_status_message, may_return};
 use ferry::ffi::{FerryStats, FerryStatus, FerryView};
 
 /// Exported functions that do not go through the boundary, with the reason.
@@ -572,6 +573,13 @@ fn assert_intact(id: u64, what: &str) {
     assert_eq!(&out, b"0123456789", "{what}: prepared bytes changed");
 }
 
+/// Fails unless `name` may return `st`: its entry in `ferry::ffi::status::function_errors` (the list
+/// its header line states) must list it.
+fn observed(name: &str, st: FerryStatus) -> FerryStatus {
+    assert!(may_return(name, st), "{name} returned {st:?}, which its entry in function_errors does not list");
+    st
+}
+
 fn check_one(case: &Case, arm_with: &str) {
     let name = case.name;
     let before = stats();
@@ -599,7 +607,7 @@ fn check_one(case: &Case, arm_with: &str) {
 
     // 1. Armed: the call panics inside the boundary and says so; nothing changes.
     arm(arm_with);
-    let st = (case.call)(&mut c);
+    let st = observed(name, (case.call)(&mut c));
     assert_eq!(st, FerryStatus::Panic, "{name} (armed with {arm_with:?}) did not report the panic");
     assert!(c.ids.is_empty() && !c.consumed && c.made == 0, "{name}: a panicking call still did its work");
     assert_intact(c.id, name);
@@ -614,7 +622,7 @@ fn check_one(case: &Case, arm_with: &str) {
     assert_eq!(DROPPED.load(Ordering::SeqCst), drops_before, "{name}: a callback drop function ran");
 
     // 2. The panic was one-shot: the next ordinary call succeeds.
-    let st = (case.call)(&mut c);
+    let st = observed(name, (case.call)(&mut c));
     assert_eq!(st, FerryStatus::Ok, "{name}: the call after the panic failed");
 
     // 3. Clean up, and check everything went back to where it was.

@@ -7,6 +7,8 @@
 //! checked at once against a plain model: the status, the view, the bytes (read through the view and
 //! through `ferry_buffer_copy_out`), the stats counters, and the exact moment adopted memory is
 //! handed back (its release callback runs exactly once, in the call that drops the last id over it).
+//! Every status a call returns must also be one that its entry in
+//! `ferry::ffi::status::function_errors` lists (the list its `Errors:` line in the header states).
 //!
 //! This file is its own test binary with a single `#[test]`, so the process-wide table holds only
 //! this model's ids; the model still compares deltas from the stats at the start of each case.
@@ -26,7 +28,7 @@ use ferry::ffi::buffer::{
     ferry_buffer_release_many, ferry_buffer_share, ferry_buffer_slice, ferry_buffer_view, ferry_limit_set,
     ferry_peak_reset, ferry_stats_get, FerryReleaseFn,
 };
-use ferry::ffi::status::ferry_status_message;
+use ferry::ffi::status::{ferry_status_message, may_return};
 use ferry::ffi::{FerryStats, FerryStatus, FerryView};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestCaseError, TestRunner};
@@ -296,12 +298,20 @@ static OPS: AtomicU64 = AtomicU64::new(0);
 /// How often each status came back, per exported function, to show the run reached every path.
 static TALLY: Mutex<Vec<(&'static str, FerryStatus, u64)>> = Mutex::new(Vec::new());
 
-fn tally(func: &'static str, st: FerryStatus) {
+/// Counts a status `func` returned, and fails the case if `func` is not supposed to return it: its
+/// entry in `ferry::ffi::status::function_errors` (which its header line states) must list it.
+fn tally(func: &'static str, st: FerryStatus) -> Result<(), TestCaseError> {
     let mut t = TALLY.lock().unwrap_or_else(|e| e.into_inner());
     match t.iter_mut().find(|(f, s, _)| *f == func && *s == st) {
         Some(e) => e.2 += 1,
         None => t.push((func, st, 1)),
     }
+    if !may_return(func, st) {
+        return Err(TestCaseError::fail(format!(
+            "{func} returned {st:?}, a status its entry in ferry::ffi::status::function_errors does not list"
+        )));
+    }
+    Ok(())
 }
 
 fn stats() -> FerryStats {
@@ -489,7 +499,7 @@ impl Model {
                 } else {
                     FerryStatus::Ok
                 };
-                tally("new", st);
+                tally("ferry_buffer_new", st)?;
                 check_eq!(st, want, "new({n}, null_out={null_out})");
                 if st == FerryStatus::Ok {
                     let k = self.add_alloc(Alloc {
@@ -523,7 +533,7 @@ impl Model {
                 } else {
                     FerryStatus::Ok
                 };
-                tally("copy", st);
+                tally("ferry_buffer_copy", st)?;
                 check_eq!(st, want, "copy({n}, null_data={null_data}, null_out={null_out})");
                 if st == FerryStatus::Ok {
                     check!(n == 0 || !std::ptr::eq(v.ptr, src.as_ptr()), "copy kept the caller's pointer");
@@ -558,7 +568,7 @@ impl Model {
                 } else {
                     FerryStatus::Ok
                 };
-                tally("adopt", st);
+                tally("ferry_buffer_adopt", st)?;
                 check_eq!(st, want, "adopt({n}, null_data={null_data}, null_out={null_out})");
                 if st == FerryStatus::Ok {
                     check_eq!(v.ptr as usize, if n == 0 { 0 } else { mem as usize }, "adopt must not copy");
@@ -584,7 +594,7 @@ impl Model {
                 let mut v = UNSET;
                 let st = ferry_buffer_view(id, out_ptr(&mut v, *null_out));
                 let want = self.id_status(id, *null_out);
-                tally("view", st);
+                tally("ferry_buffer_view", st)?;
                 check_eq!(st, want, "view({id:#x}, null_out={null_out})");
                 if st == FerryStatus::Ok {
                     let e = &self.entries[&id];
@@ -601,7 +611,7 @@ impl Model {
                 let mut v = UNSET;
                 let st = ferry_buffer_share(id, out_ptr(&mut v, *null_out));
                 let want = self.id_status(id, *null_out);
-                tally("share", st);
+                tally("ferry_buffer_share", st)?;
                 check_eq!(st, want, "share({id:#x}, null_out={null_out})");
                 if st == FerryStatus::Ok {
                     check!(v.id != id, "share returned the same id");
@@ -624,7 +634,7 @@ impl Model {
                 } else {
                     range_status(off, len, have)
                 };
-                tally("slice", st);
+                tally("ferry_buffer_slice", st)?;
                 check_eq!(st, want, "slice({id:#x}, {off}, {len}, null_out={null_out}) of {have} bytes");
                 if st == FerryStatus::Ok {
                     let e = &self.entries[&id];
@@ -651,7 +661,7 @@ impl Model {
                 } else {
                     range_status(off, len, have)
                 };
-                tally("copy_out", st);
+                tally("ferry_buffer_copy_out", st)?;
                 check_eq!(st, want, "copy_out({id:#x}, {off}, {len}, null_dst={null_dst}) of {have} bytes");
                 if st == FerryStatus::Ok {
                     let e = &self.entries[&id];
@@ -683,7 +693,7 @@ impl Model {
                 let id = self.resolve(id);
                 let st = ferry_buffer_release(id);
                 let live = self.lookup(id).is_some();
-                tally("release", st);
+                tally("ferry_buffer_release", st)?;
                 check_eq!(
                     st,
                     if live { FerryStatus::Ok } else { FerryStatus::InvalidHandle },
@@ -700,7 +710,7 @@ impl Model {
                 let mut count = 0xDEADusize;
                 let outp = if *null_out { ptr::null_mut() } else { &mut count as *mut usize };
                 let st = ferry_buffer_release_many(p, n, outp);
-                tally("release_many", st);
+                tally("ferry_buffer_release_many", st)?;
                 let early = if n > MAX_LEN / 8 {
                     Some(FerryStatus::TooLarge)
                 } else if n > 0 && *null_ids {
@@ -732,15 +742,21 @@ impl Model {
                     LimitKind::Above(k) => self.live_bytes + k as u64,
                     LimitKind::Below(k) => self.live_bytes.saturating_sub(k as u64).max(1),
                 };
-                check_eq!(ferry_limit_set(limit), FerryStatus::Ok, "limit_set({limit})");
+                let st = ferry_limit_set(limit);
+                tally("ferry_limit_set", st)?;
+                check_eq!(st, FerryStatus::Ok, "limit_set({limit})");
                 self.limit = limit;
             }
             Op::PeakReset => {
-                check_eq!(ferry_peak_reset(), FerryStatus::Ok, "peak_reset");
+                let st = ferry_peak_reset();
+                tally("ferry_peak_reset", st)?;
+                check_eq!(st, FerryStatus::Ok, "peak_reset");
                 self.peak = self.live_bytes;
             }
             Op::StatsNull => {
-                check_eq!(ferry_stats_get(ptr::null_mut()), FerryStatus::NullPointer, "stats_get(NULL)");
+                let st = ferry_stats_get(ptr::null_mut());
+                tally("ferry_stats_get", st)?;
+                check_eq!(st, FerryStatus::NullPointer, "stats_get(NULL)");
             }
             Op::Message { status, buf_len, null_buf, null_n } => {
                 self.message(*status, *buf_len as usize, *null_buf, *null_n)?
@@ -755,7 +771,7 @@ impl Model {
         let bp = if null_buf { ptr::null_mut() } else { buf.as_mut_ptr().cast::<c_char>() };
         let np = if null_n { ptr::null_mut() } else { &mut n as *mut usize };
         let st = ferry_status_message(status, bp, len, np);
-        tally("status_message", st);
+        tally("ferry_status_message", st)?;
         let (msg, ok) = match FerryStatus::from_u32(status) {
             Some(s) => (s.message(), true),
             None => ("unknown status", false),
@@ -913,7 +929,7 @@ fn c_abi_matches_the_model() {
     let mut t = TALLY.lock().unwrap().clone();
     t.sort_by_key(|&(f, s, _)| (f, s as u32));
     for (f, s, n) in t {
-        println!("model:   {f:<15} {s:?}: {n}");
+        println!("model:   {f:<26} {s:?}: {n}");
     }
     println!(
         "model: {} operations in {cases} cases, 0 divergences, {:.1} s",

@@ -2,7 +2,8 @@
 //! exported functions (ids live, stale, forged, 0 or `u64::MAX`; NULL pointers; oversize and
 //! overflowing offsets and lengths), and every result is checked against a small model: the status,
 //! the bytes read back, the live-id count, and that adopted memory is handed back exactly once.
-//! A crash, a sanitizer report or a failed check is a finding.
+//! Every status a call returns must be one its entry in `ferry::ffi::status::function_errors` (the
+//! list its header line states) names. A crash, a sanitizer report or a failed check is a finding.
 //!
 //! Run: `make fuzz` (or `RUSTC_BOOTSTRAP=1 cargo fuzz run c_abi` in fuzz/'s parent, with
 //! AddressSanitizer; `cargo fuzz run -s none c_abi` without it).
@@ -14,6 +15,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ferry::ffi::buffer::*;
+use ferry::ffi::status::may_return;
 use ferry::ffi::{FerryStats, FerryStatus, FerryView};
 use libfuzzer_sys::fuzz_target;
 
@@ -32,6 +34,12 @@ unsafe extern "C" fn give_back(_: *mut c_void, data: *mut u8, _: usize) {
     HANDED_BACK.fetch_add(1, Ordering::SeqCst);
     // SAFETY: `data` came from `libc::malloc` below, and ferry hands it back exactly once.
     unsafe { libc::free(data.cast()) };
+}
+
+/// `st`, after checking that `func` may return it.
+fn seen(func: &str, st: FerryStatus) -> FerryStatus {
+    assert!(may_return(func, st), "{func} returned {st:?}, which its entry in function_errors does not list");
+    st
 }
 
 /// Reads the input a byte at a time; past its end every read is 0.
@@ -177,7 +185,10 @@ fuzz_target!(|data: &[u8]| {
             0 => {
                 let n = inp.size();
                 let null = inp.null();
-                let st = ferry_buffer_new(n, if null { ptr::null_mut() } else { &mut v });
+                let st = seen(
+                    "ferry_buffer_new",
+                    ferry_buffer_new(n, if null { ptr::null_mut() } else { &mut v }),
+                );
                 if st == FerryStatus::Ok {
                     let a = m.new_alloc(vec![0; n]);
                     m.add(v, a, 0, n);
@@ -191,7 +202,10 @@ fuzz_target!(|data: &[u8]| {
                 let src: Vec<u8> = (0..if n > MAX_LEN { 16 } else { n }).map(|i| seed ^ i as u8).collect();
                 let (null_src, null_out) = (inp.null(), inp.null());
                 let p = if null_src { ptr::null() } else { src.as_ptr() };
-                let st = ferry_buffer_copy(p, n, if null_out { ptr::null_mut() } else { &mut v });
+                let st = seen(
+                    "ferry_buffer_copy",
+                    ferry_buffer_copy(p, n, if null_out { ptr::null_mut() } else { &mut v }),
+                );
                 if st == FerryStatus::Ok {
                     let a = m.new_alloc(src);
                     m.add(v, a, 0, n);
@@ -211,12 +225,15 @@ fuzz_target!(|data: &[u8]| {
                     unsafe { mem.add(i).write(seed ^ i as u8) };
                 }
                 let null_out = inp.null();
-                let st = ferry_buffer_adopt(
-                    mem,
-                    n,
-                    Some(give_back),
-                    ptr::null_mut(),
-                    if null_out { ptr::null_mut() } else { &mut v },
+                let st = seen(
+                    "ferry_buffer_adopt",
+                    ferry_buffer_adopt(
+                        mem,
+                        n,
+                        Some(give_back),
+                        ptr::null_mut(),
+                        if null_out { ptr::null_mut() } else { &mut v },
+                    ),
                 );
                 if st == FerryStatus::Ok {
                     assert_eq!(v.ptr.is_null() || v.ptr == mem, true, "adopt copied");
@@ -231,7 +248,7 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => {
                 let id = m.pick(&mut inp);
-                let st = ferry_buffer_view(id, &mut v);
+                let st = seen("ferry_buffer_view", ferry_buffer_view(id, &mut v));
                 assert_eq!(st == FerryStatus::Ok, m.ids.contains_key(&id), "view({id:#x}): {st:?}");
                 if st == FerryStatus::Ok {
                     m.check(id);
@@ -239,7 +256,7 @@ fuzz_target!(|data: &[u8]| {
             }
             4 => {
                 let id = m.pick(&mut inp);
-                let st = ferry_buffer_share(id, &mut v);
+                let st = seen("ferry_buffer_share", ferry_buffer_share(id, &mut v));
                 assert_eq!(st == FerryStatus::Ok, m.ids.contains_key(&id), "share({id:#x}): {st:?}");
                 if st == FerryStatus::Ok {
                     let e = &m.ids[&id];
@@ -258,7 +275,7 @@ fuzz_target!(|data: &[u8]| {
                     Some(_) => range(off, len, have),
                 };
                 if slice {
-                    let st = ferry_buffer_slice(id, off, len, &mut v);
+                    let st = seen("ferry_buffer_slice", ferry_buffer_slice(id, off, len, &mut v));
                     assert_eq!(st, want, "slice({id:#x}, {off}, {len})");
                     if st == FerryStatus::Ok {
                         let e = &m.ids[&id];
@@ -272,7 +289,8 @@ fuzz_target!(|data: &[u8]| {
                         continue;
                     }
                     let mut out = vec![0xEEu8; if len > MAX_LEN { 8 } else { len }];
-                    let st = ferry_buffer_copy_out(id, off, out.as_mut_ptr(), len);
+                    let st =
+                        seen("ferry_buffer_copy_out", ferry_buffer_copy_out(id, off, out.as_mut_ptr(), len));
                     let want = if len > MAX_LEN { FerryStatus::TooLarge } else { want };
                     assert_eq!(st, want, "copy_out({id:#x}, {off}, {len})");
                     if st == FerryStatus::Ok {
@@ -306,7 +324,7 @@ fuzz_target!(|data: &[u8]| {
             }
             8 => {
                 let id = m.pick(&mut inp);
-                let st = ferry_buffer_release(id);
+                let st = seen("ferry_buffer_release", ferry_buffer_release(id));
                 assert_eq!(st == FerryStatus::Ok, m.ids.contains_key(&id), "release({id:#x}): {st:?}");
                 if st == FerryStatus::Ok {
                     m.forget(id);
@@ -316,7 +334,10 @@ fuzz_target!(|data: &[u8]| {
                 let k = inp.u8() as usize % 6;
                 let ids: Vec<u64> = (0..k).map(|_| m.pick(&mut inp)).collect();
                 let mut n = 0usize;
-                let st = ferry_buffer_release_many(ids.as_ptr(), ids.len(), &mut n);
+                let st = seen(
+                    "ferry_buffer_release_many",
+                    ferry_buffer_release_many(ids.as_ptr(), ids.len(), &mut n),
+                );
                 let mut valid = 0;
                 for id in &ids {
                     if m.ids.contains_key(id) {

@@ -407,6 +407,7 @@ pub(crate) fn heavy_barrier() -> bool {
 /// A hazard slot in use by this thread; dropping it clears the slot.
 pub(crate) struct Hazard {
     slot: &'static AtomicUsize,
+    nested: bool,
 }
 
 impl Hazard {
@@ -427,11 +428,18 @@ impl Hazard {
             }
             l.depth.set(d + 1);
             // SAFETY: records are never freed while their domain lives; this thread owns `r`.
-            Some(unsafe { &(*r).slots[d] })
+            Some((unsafe { &(*r).slots[d] }, d > 0))
         })?;
-        slot.store(ix + 1, Ordering::Relaxed);
+        slot.0.store(ix + 1, Ordering::Relaxed);
         light_barrier();
-        Some(Hazard { slot })
+        Some(Hazard { slot: slot.0, nested: slot.1 })
+    }
+
+    /// Reports whether another invoke on this thread is running under this one (a callback that
+    /// invokes a callback).
+    #[inline]
+    pub(crate) fn nested(&self) -> bool {
+        self.nested
     }
 }
 

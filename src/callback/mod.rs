@@ -33,7 +33,7 @@
 
 use std::fmt;
 
-use crate::error::Error;
+use crate::error::{msg, Error};
 
 pub(crate) mod hazard;
 #[cfg(not(loom))]
@@ -43,6 +43,8 @@ pub mod pool;
 #[cfg(not(loom))]
 pub mod queue;
 pub(crate) mod registry;
+#[cfg(not(loom))]
+mod stack;
 
 #[cfg(not(loom))]
 pub use ops::{fnv1a64, Op, Request};
@@ -50,7 +52,7 @@ pub use ops::{fnv1a64, Op, Request};
 pub use pool::{configure, shutdown, spawn, submit, PoolConfig};
 #[cfg(not(loom))]
 pub use queue::{cancel, CancelToken, Completer, Completion, CompletionQueue};
-pub use registry::{invoke, register, unregister, Callback};
+pub use registry::{get, invoke, register, unregister, Callback};
 
 /// What crosses in a call or a completion: a buffer id and a plain value, no pointers.
 ///
@@ -89,6 +91,12 @@ pub enum CallError {
     QueueFull,
     /// The operation code is not known.
     Unsupported,
+    /// A callback was invoked with too little stack left on its thread: callbacks nested too deeply
+    /// (see `stack.rs`). Refused instead of overflowing the stack.
+    NestedTooDeep,
+    /// Work submitted from a worker thread found every worker busy and the pool at its most
+    /// workers (see [`pool`]): queued, it might never run while its submitter waits for it.
+    WouldDeadlock,
 }
 
 impl CallError {
@@ -101,18 +109,20 @@ impl CallError {
         }
     }
 
-    /// A short, stable description.
+    /// A short, stable description (from the one status list, `crate::error::status_table!`).
     pub fn message(self) -> &'static str {
         match self {
             CallError::Ferry(e) => e.message(),
-            CallError::InvalidArgument => "invalid argument",
-            CallError::Failed(_) => "the callback reported a failure",
-            CallError::CallbackPanic(_) => "the callback panicked",
-            CallError::Panic => "a panic was caught inside ferry",
-            CallError::Cancelled => "cancelled",
-            CallError::Closed => "closed",
-            CallError::QueueFull => "queue full",
-            CallError::Unsupported => "unsupported operation",
+            CallError::InvalidArgument => msg::InvalidArgument,
+            CallError::Failed(_) => msg::CallbackFailed,
+            CallError::CallbackPanic(_) => msg::CallbackPanic,
+            CallError::Panic => msg::Panic,
+            CallError::Cancelled => msg::Cancelled,
+            CallError::Closed => msg::Closed,
+            CallError::QueueFull => msg::QueueFull,
+            CallError::Unsupported => msg::Unsupported,
+            CallError::WouldDeadlock => msg::WouldDeadlock,
+            CallError::NestedTooDeep => msg::NestedTooDeep,
         }
     }
 }

@@ -3,12 +3,33 @@
 //! The pool starts lazily at the first submit, with [`PoolConfig`]'s thread count and stack size, and
 //! keeps its threads until [`shutdown`] (after which the next submit starts it again). Jobs wait in
 //! one bounded FIFO; a submit wakes a worker only if one is asleep. A job runs under `catch_unwind`,
-//! so a panic fails that job alone. No lock is held while a job runs: a job (or a Go callback it
-//! invokes) may submit more work or call any other ferry function.
+//! and so do its drop and its completion, so a panic fails that job alone and never kills a
+//! worker. No lock is held while a job runs: a job (or a Go callback it invokes) may submit more
+//! work or call any other ferry function.
+//!
+//! # Nested work
+//!
+//! A callback running on a worker may submit async work and wait for it (a Go callback calling
+//! `ferry.Checksum`, a C callback waiting on a queue). If every worker did that at once, nobody
+//! would be left to run the work they wait for. So a submit made *on a worker* when no worker is
+//! free to take the job starts an extra worker (the way Go's runtime hands a blocked thread's work
+//! to a new one, and tokio's `block_in_place`). Extra workers run jobs like the others and exit as
+//! soon as they find the queue empty, so the pool shrinks back to its configured size. At most
+//! [`extra_workers`] extras run at once; a submit from a worker that would need one more fails
+//! with [`CallError::WouldDeadlock`] instead of queueing work nobody may ever run.
+//!
+//! # fork
+//!
+//! After `fork` the child has no worker threads. A `pthread_atfork` handler (installed when the
+//! pool first starts) stops the child's copy of the pool: jobs that were waiting complete there with
+//! `Closed`, jobs that were running complete in the parent only, and the child's next submit starts
+//! a pool of its own. The handler takes the pool's locks around the fork, so a fork never copies
+//! them held.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 
 use parking_lot::{Condvar, Mutex};
@@ -17,6 +38,13 @@ use super::ops::{Prepared, Request};
 use super::queue::{self, CancelToken, Completer};
 use super::{catch, CallError, Payload};
 
+/// Most worker threads a pool is configured with.
+pub const MAX_THREADS: usize = 256;
+/// Smallest worker stack accepted: every ferry function runs in it (c_tests/small_stack.c).
+pub const MIN_STACK: usize = 64 << 10;
+/// Largest worker stack accepted: 1 GiB.
+pub const MAX_STACK: usize = 1 << 30;
+
 /// How the pool is built at its next start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolConfig {
@@ -24,15 +52,21 @@ pub struct PoolConfig {
     pub threads: usize,
     /// Jobs that may wait before submits get `QueueFull` (at least 1). Default: 65536.
     pub queue_cap: usize,
-    /// Stack size of each worker thread in bytes (at least 64 KiB). Default: 256 KiB.
+    /// Stack size of each worker thread in bytes (64 KiB ..= 1 GiB). Default: 256 KiB.
     pub stack_size: usize,
 }
 
 impl Default for PoolConfig {
     fn default() -> PoolConfig {
         let cpus = thread::available_parallelism().map_or(2, |n| n.get());
-        PoolConfig { threads: cpus.max(2), queue_cap: 1 << 16, stack_size: 256 << 10 }
+        PoolConfig { threads: cpus.clamp(2, MAX_THREADS), queue_cap: 1 << 16, stack_size: 256 << 10 }
     }
+}
+
+/// Extra workers a pool of `threads` may start for work submitted from its own workers (see the
+/// module docs): as many as it has threads, and at least 64.
+pub fn extra_workers(threads: usize) -> usize {
+    threads.max(64)
 }
 
 type BoxedWork = Box<dyn FnOnce(&CancelToken) -> Result<Payload, CallError> + Send>;
@@ -55,10 +89,15 @@ struct State {
     /// one is asleep and not already on its way, so a burst of submits makes one wake-up, not one
     /// futex call each.
     signaled: usize,
+    /// Workers running (configured ones and extras).
+    workers: usize,
     running: bool,
     closing: bool,
     threads: Vec<JoinHandle<()>>,
-    config: Option<PoolConfig>,
+    /// The configuration of the running pool.
+    active: Option<PoolConfig>,
+    /// The configuration for the next start.
+    next: Option<PoolConfig>,
 }
 
 struct Pool {
@@ -73,40 +112,55 @@ static POOL: Pool = Pool {
         jobs: VecDeque::new(),
         idle: 0,
         signaled: 0,
+        workers: 0,
         running: false,
         closing: false,
         threads: Vec::new(),
-        config: None,
+        active: None,
+        next: None,
     }),
     cv: Condvar::new(),
     shutdown: Mutex::new(()),
 };
 
 static WORKERS: AtomicUsize = AtomicUsize::new(0);
+static JOB_PANICS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static IS_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Sets the configuration used at the pool's next start; a running pool keeps its threads until
-/// [`shutdown`]. Errors: `InvalidArgument` for a value outside the documented ranges.
+/// Reports whether this thread is one of the pool's workers.
+pub fn on_worker() -> bool {
+    IS_WORKER.with(Cell::get)
+}
+
+/// Sets the configuration used at the pool's next start; a running pool keeps its threads, its
+/// queue capacity and its stack size until [`shutdown`]. Errors: `InvalidArgument` for a value
+/// outside the documented ranges (checked here, never at the next submit).
 pub fn configure(c: PoolConfig) -> Result<(), CallError> {
-    if !(1..=256).contains(&c.threads) || c.queue_cap == 0 || c.stack_size < (64 << 10) {
+    if !(1..=MAX_THREADS).contains(&c.threads)
+        || c.queue_cap == 0
+        || !(MIN_STACK..=MAX_STACK).contains(&c.stack_size)
+    {
         return Err(CallError::InvalidArgument);
     }
-    POOL.state.lock().config = Some(c);
+    POOL.state.lock().next = Some(c);
     Ok(())
 }
 
 /// Stops the pool: jobs still waiting complete with `Closed` without running, running jobs finish
 /// (a job that never ends keeps `shutdown` waiting), and every worker thread is joined before
-/// `shutdown` returns. The next submit starts a new pool.
-/// Errors: `InvalidArgument` when called from a worker thread (it would wait for itself).
+/// `shutdown` returns. The next submit starts a new pool. The waiting jobs are dropped after every
+/// pool lock is let go, so their release functions and drop hooks may call ferry (`shutdown`
+/// included, which then finds the pool stopped).
+/// Errors: `InvalidArgument` when called from a worker thread (it would wait for itself); nothing
+/// is changed then.
 pub fn shutdown() -> Result<(), CallError> {
-    if IS_WORKER.with(Cell::get) {
+    if on_worker() {
         return Err(CallError::InvalidArgument);
     }
-    let _serial = POOL.shutdown.lock();
+    let serial = POOL.shutdown.lock();
     let (jobs, threads) = {
         let mut st = POOL.state.lock();
         if !st.running {
@@ -116,17 +170,34 @@ pub fn shutdown() -> Result<(), CallError> {
         (std::mem::take(&mut st.jobs), std::mem::take(&mut st.threads))
     };
     POOL.cv.notify_all();
-    for j in jobs {
-        j.done.complete(Err(CallError::Closed));
-    }
     for t in threads {
         let _ = t.join();
     }
-    let mut st = POOL.state.lock();
-    st.running = false;
-    st.closing = false;
-    st.signaled = 0;
+    {
+        let mut st = POOL.state.lock();
+        st.running = false;
+        st.closing = false;
+        st.signaled = 0;
+        st.active = None;
+    }
+    drop(serial);
+    for j in jobs {
+        close_job(j);
+    }
     Ok(())
+}
+
+/// Completes a job that will never run with `Closed`; a panic while dropping it is caught.
+fn close_job(j: Job) {
+    let Job { work, done } = j;
+    if catch_unwind(AssertUnwindSafe(move || {
+        drop(work);
+        done.complete(Err(CallError::Closed));
+    }))
+    .is_err()
+    {
+        JOB_PANICS.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Submits a built-in operation; its completion arrives on queue `queue` with `tag`.
@@ -134,7 +205,8 @@ pub fn shutdown() -> Result<(), CallError> {
 /// Exactly one completion follows a successful submit (an error, `Cancelled` or `Closed` included);
 /// none follows a failed one. The input buffer is held from now on, so the caller may release its
 /// id at once. Errors: `Ferry(InvalidHandle)` (queue, input or callback id), `InvalidArgument`
-/// (tag already in flight on the queue, bad argument), `Closed`, `QueueFull`.
+/// (tag already in flight on the queue, bad argument), `Closed`, `QueueFull`,
+/// `Ferry(AllocFailed)` (no worker thread could be started), `WouldDeadlock` (see the module docs).
 pub fn submit(queue: u64, tag: u64, req: Request) -> Result<(), CallError> {
     let work = Work::Op(Prepared::new(req)?);
     enqueue(queue, tag, work)
@@ -152,16 +224,9 @@ pub fn spawn(
 
 fn enqueue(queue: u64, tag: u64, work: Work) -> Result<(), CallError> {
     let done = Completer::on(queue::get(queue)?, tag)?;
+    let nested = on_worker();
     let mut st = POOL.state.lock();
-    let refused = if st.closing {
-        Some(CallError::Closed)
-    } else if !st.running && !start(&mut st) {
-        Some(CallError::Ferry(crate::Error::AllocFailed))
-    } else if st.jobs.len() >= st.config.map_or(1 << 16, |c| c.queue_cap) {
-        Some(CallError::QueueFull)
-    } else {
-        None
-    };
+    let refused = admit(&mut st, nested).err();
     if let Some(e) = refused {
         drop(st);
         done.forget();
@@ -179,17 +244,56 @@ fn enqueue(queue: u64, tag: u64, work: Work) -> Result<(), CallError> {
     Ok(())
 }
 
-/// Starts the workers; returns false if not even one thread could be made.
-fn start(st: &mut State) -> bool {
-    let c = *st.config.get_or_insert_with(PoolConfig::default);
-    for i in 0..c.threads {
-        let b = thread::Builder::new().name(format!("ferry-worker-{i}")).stack_size(c.stack_size);
-        if let Ok(h) = b.spawn(worker) {
-            st.threads.push(h);
+/// Decides whether one more job may be queued, starting the pool or an extra worker as needed.
+fn admit(st: &mut State, nested: bool) -> Result<(), CallError> {
+    if st.closing {
+        return Err(CallError::Closed);
+    }
+    if !st.running {
+        start(st)?;
+    }
+    let c = st.active.expect("a running pool has its configuration");
+    if st.jobs.len() >= c.queue_cap {
+        return Err(CallError::QueueFull);
+    }
+    // A worker submitting while no worker is free to take the job may be about to wait for it.
+    let free = st.idle.saturating_sub(st.signaled) > st.jobs.len();
+    if nested && !free {
+        if st.workers >= c.threads + extra_workers(c.threads) {
+            return Err(CallError::WouldDeadlock);
+        }
+        st.threads.retain(|h| !h.is_finished());
+        spawn_worker(st, &c).map_err(|_| CallError::Ferry(crate::Error::AllocFailed))?;
+    }
+    Ok(())
+}
+
+fn spawn_worker(st: &mut State, c: &PoolConfig) -> std::io::Result<()> {
+    let n = st.threads.len();
+    let h =
+        thread::Builder::new().name(format!("ferry-worker-{n}")).stack_size(c.stack_size).spawn(worker)?;
+    st.threads.push(h);
+    st.workers += 1;
+    Ok(())
+}
+
+/// Starts the workers; fails if not even one thread could be made.
+fn start(st: &mut State) -> Result<(), CallError> {
+    install_fork_handlers();
+    let c = st.next.unwrap_or_default();
+    st.active = Some(c);
+    for _ in 0..c.threads {
+        if spawn_worker(st, &c).is_err() {
+            break;
         }
     }
     st.running = !st.threads.is_empty();
-    st.running
+    if st.running {
+        Ok(())
+    } else {
+        st.active = None;
+        Err(CallError::Ferry(crate::Error::AllocFailed))
+    }
 }
 
 fn worker() {
@@ -201,13 +305,17 @@ fn worker() {
     WORKERS.fetch_sub(1, Ordering::SeqCst);
 }
 
+/// The next job, or None when this worker should exit: the pool is closing, or it has more
+/// workers than configured (extras started for nested work) and nothing is waiting.
 fn next_job() -> Option<Job> {
     let mut st = POOL.state.lock();
     loop {
         if let Some(j) = st.jobs.pop_front() {
             return Some(j);
         }
-        if st.closing {
+        let configured = st.active.map_or(0, |c| c.threads);
+        if st.closing || st.workers > configured {
+            st.workers -= 1;
             return None;
         }
         st.idle += 1;
@@ -217,24 +325,94 @@ fn next_job() -> Option<Job> {
     }
 }
 
+/// Runs a job and delivers its completion. Everything, the job's drop and the delivery included,
+/// runs under `catch_unwind`: a panic there is counted and never ends the worker.
 fn run(job: Job) {
     let Job { work, done } = job;
-    if done.is_cancelled() {
-        drop(work);
-        done.complete(Err(CallError::Cancelled));
-        return;
+    let outcome = catch_unwind(AssertUnwindSafe(move || {
+        if done.is_cancelled() {
+            drop(work);
+            done.complete(Err(CallError::Cancelled));
+            return;
+        }
+        let token = done.token();
+        let result = catch(CallError::Panic, move || match work {
+            Work::Op(p) => p.run(&token),
+            Work::Fn(f) => f(&token),
+        });
+        done.complete(result);
+    }));
+    if outcome.is_err() {
+        JOB_PANICS.fetch_add(1, Ordering::Relaxed);
     }
-    let token = done.token();
-    let result = catch(CallError::Panic, move || match work {
-        Work::Op(p) => p.run(&token),
-        Work::Fn(f) => f(&token),
-    });
-    done.complete(result);
 }
 
 /// Worker threads running now.
 pub fn workers() -> usize {
     WORKERS.load(Ordering::SeqCst)
+}
+
+/// Panics caught outside a job's own work (in its drop or its delivery) since the process started.
+pub fn job_panics() -> u64 {
+    JOB_PANICS.load(Ordering::Relaxed)
+}
+
+#[cfg(unix)]
+fn install_fork_handlers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the three handlers are plain functions that only take, release or reset the
+        // pool's own locks and state; registering them has no other effect.
+        unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child)) };
+    });
+}
+
+#[cfg(not(unix))]
+fn install_fork_handlers() {}
+
+/// Before fork: take the pool's locks, so the child never inherits them held by a thread that
+/// does not exist there.
+#[cfg(unix)]
+extern "C" fn fork_prepare() {
+    std::mem::forget(POOL.shutdown.lock());
+    std::mem::forget(POOL.state.lock());
+}
+
+/// After fork, in the parent: give the locks back.
+#[cfg(unix)]
+extern "C" fn fork_parent() {
+    // SAFETY: fork_prepare took both locks on this thread and forgot the guards.
+    unsafe {
+        POOL.state.force_unlock();
+        POOL.shutdown.force_unlock();
+    }
+}
+
+/// After fork, in the child: the workers are gone. Stop the pool, give the locks back, and
+/// complete the jobs that were waiting with `Closed`.
+#[cfg(unix)]
+extern "C" fn fork_child() {
+    // SAFETY: fork_prepare took the state lock before the fork, so this (only) thread of the child
+    // holds it; the guard was forgotten, and nothing else can touch the state until it is unlocked.
+    let st = unsafe { &mut *POOL.state.data_ptr() };
+    // The parent's threads do not exist here: their handles must never be joined.
+    std::mem::take(&mut st.threads).into_iter().for_each(std::mem::forget);
+    let jobs = std::mem::take(&mut st.jobs);
+    st.running = false;
+    st.closing = false;
+    st.idle = 0;
+    st.signaled = 0;
+    st.workers = 0;
+    st.active = None;
+    WORKERS.store(0, Ordering::SeqCst);
+    // SAFETY: as in fork_parent: these locks were taken in fork_prepare and their guards forgotten.
+    unsafe {
+        POOL.state.force_unlock();
+        POOL.shutdown.force_unlock();
+    }
+    for j in jobs {
+        close_job(j);
+    }
 }
 
 /// Serialises the tests (here and in the C layer) that start, reconfigure or stop the global pool.
@@ -250,6 +428,7 @@ mod tests {
     use crate::callback::ops::{fnv1a64, Op};
     use crate::callback::queue::Completion;
     use crate::table::Table;
+    use std::sync::atomic::AtomicUsize;
 
     fn drain(q: u64, n: usize) -> Vec<Completion> {
         let q = queue::get(q).unwrap();
@@ -258,6 +437,21 @@ mod tests {
             out.extend(q.wait(64, Some(Duration::from_secs(10))).unwrap());
         }
         out.sort_by_key(|c| c.tag);
+        out
+    }
+
+    /// Up to `n` completions from queue `q`, waiting at most `within` in all.
+    fn collect(q: u64, n: usize, within: Duration) -> Vec<Completion> {
+        let q = queue::get(q).unwrap();
+        let deadline = std::time::Instant::now() + within;
+        let mut out = Vec::new();
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            out.extend(q.wait(n - out.len(), Some(left)).unwrap());
+        }
         out
     }
 
@@ -326,7 +520,7 @@ mod tests {
         shutdown().unwrap();
         configure(PoolConfig { threads: 1, ..PoolConfig::default() }).unwrap();
         let q = queue::create().unwrap();
-        submit(q, 1, req(Op::Sleep, 0, 5_000_000, 0)).unwrap();
+        submit(q, 1, req(Op::Sleep, 0, 60_000_000, 0)).unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         let r2 = ran.clone();
         spawn(q, 2, move |_| {
@@ -334,12 +528,14 @@ mod tests {
             Ok(Payload::default())
         })
         .unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        // Whether or not the sleep has started yet, both complete CANCELLED: a waiting job is
+        // skipped, a running sleep checks the flag every millisecond.
         assert_eq!(queue::cancel(q, 2), Ok(true));
         assert_eq!(queue::cancel(q, 1), Ok(true));
         let t0 = std::time::Instant::now();
         let got = drain(q, 2);
-        assert!(t0.elapsed() < Duration::from_secs(2), "the running sleep saw the flag");
+        // Not a timing test: an uncancelled sleep would take its full 60 s.
+        assert!(t0.elapsed() < Duration::from_secs(50), "the running sleep never saw the flag");
         assert_eq!(got[0].result, Err(CallError::Cancelled));
         assert_eq!(got[1].result, Err(CallError::Cancelled));
         assert_eq!(ran.load(Ordering::SeqCst), 0, "a job cancelled before it started never runs");
@@ -354,15 +550,39 @@ mod tests {
         shutdown().unwrap();
         configure(PoolConfig { threads: 2, queue_cap: 4, ..PoolConfig::default() }).unwrap();
         let q = queue::create().unwrap();
-        submit(q, 0, req(Op::Sleep, 0, 50_000, 0)).unwrap();
-        submit(q, 1, req(Op::Sleep, 0, 50_000, 0)).unwrap();
-        std::thread::sleep(Duration::from_millis(10));
+        // Two jobs hold both workers until the gate opens (no sleeps: a loaded machine or valgrind
+        // must not change what this test sees).
+        let gate = Arc::new(std::sync::Barrier::new(3));
+        let started = Arc::new(AtomicUsize::new(0));
+        for tag in 0..2 {
+            let (g, s) = (gate.clone(), started.clone());
+            spawn(q, tag, move |_| {
+                s.fetch_add(1, Ordering::SeqCst);
+                g.wait();
+                Ok(Payload::default())
+            })
+            .unwrap();
+        }
+        while started.load(Ordering::SeqCst) < 2 {
+            std::thread::yield_now();
+        }
         assert_eq!(workers(), 2);
         for tag in 2..6 {
             submit(q, tag, req(Op::Echo, 0, 0, 0)).unwrap();
         }
         assert_eq!(submit(q, 6, req(Op::Echo, 0, 0, 0)), Err(CallError::QueueFull));
-        shutdown().unwrap();
+        let stopper = std::thread::spawn(shutdown);
+        // Once shutdown has taken the waiting jobs, submits are refused; then let the running ones go.
+        // (The queue is full, so until then a probe is refused with QUEUE_FULL.)
+        loop {
+            match submit(q, 7, req(Op::Echo, 0, 0, 0)) {
+                Err(CallError::QueueFull) => std::thread::yield_now(),
+                Err(CallError::Closed) => break,
+                other => panic!("probe submit: {other:?}"),
+            }
+        }
+        gate.wait();
+        stopper.join().unwrap().unwrap();
         assert_eq!(workers(), 0);
         let got = drain(q, 6);
         assert!(got[..2].iter().all(|c| c.result.is_ok()), "running jobs finish");
@@ -407,5 +627,162 @@ mod tests {
             .enumerate()
             .all(|(i, c)| c.tag == i as u64 && c.result.unwrap().value == i as u64));
         queue::close(q).unwrap();
+    }
+
+    /// Issue 10, item 1: two jobs on a 2-worker pool each submit work and wait for it. Before
+    /// extra workers, both workers waited and nothing ran the work they waited for: a hang.
+    #[test]
+    fn nested_work_waited_on_by_every_worker_completes() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 2, ..PoolConfig::default() }).unwrap();
+        let outer = queue::create().unwrap();
+        for tag in 0..2 {
+            spawn(outer, tag, move |_| {
+                let inner = queue::create()?;
+                submit(inner, 7, req(Op::Echo, 0, 0, tag + 40))?;
+                let got = queue::get(inner)?.wait(1, Some(Duration::from_secs(60)))?;
+                queue::close(inner)?;
+                got.first().map(|c| c.result).unwrap_or(Err(CallError::Cancelled))
+            })
+            .unwrap();
+        }
+        let got = collect(outer, 2, Duration::from_secs(120));
+        assert_eq!(got.len(), 2, "nested waits on every worker hung the pool");
+        assert!(got.iter().all(|c| c.result == Ok(Payload { buffer: 0, value: c.tag + 40 })));
+        queue::close(outer).unwrap();
+        shutdown().unwrap();
+        assert_eq!(workers(), 0);
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// Issue 10, item 2: a release function run by a job that shutdown drops calls shutdown again.
+    /// Before, the first shutdown still held its lock while dropping the jobs: a deadlock.
+    #[test]
+    fn shutdown_reentered_from_a_release_function_returns() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, ..PoolConfig::default() }).unwrap();
+        let q = queue::create().unwrap();
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let g2 = gate.clone();
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r2 = running.clone();
+        spawn(q, 1, move |_| {
+            r2.store(true, Ordering::SeqCst);
+            g2.wait();
+            Ok(Payload::default())
+        })
+        .unwrap();
+        // The gate job holds the one worker (it must be running, not waiting, when shutdown comes).
+        while !running.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // A job that waits behind the gate, holding adopted memory whose release calls shutdown.
+        static INNER: AtomicUsize = AtomicUsize::new(0);
+        let mut mem = vec![5u8; 16];
+        let p = mem.as_mut_ptr();
+        // SAFETY: `mem` lives until the end of the test, after the release ran.
+        let v = unsafe {
+            Table::global().adopt_raw(p, 16, || {
+                assert_eq!(shutdown(), Ok(()));
+                INNER.fetch_add(1, Ordering::SeqCst);
+            })
+        }
+        .unwrap();
+        submit(q, 2, req(Op::Echo, v.id, 0, 0)).unwrap();
+        Table::global().release(v.id).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(shutdown()).unwrap());
+        // Once shutdown has taken the waiting jobs, submits are refused; then let the running job go.
+        let mut probes = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            assert!(std::time::Instant::now() < deadline, "shutdown never started ({probes} probes)");
+            probes += 1;
+            match submit(q, 1000 + probes, req(Op::Echo, 0, 0, 0)) {
+                Err(CallError::Closed) => break,
+                Ok(()) => std::thread::yield_now(),
+                Err(e) => panic!("probe submit: {e:?}"),
+            }
+        }
+        gate.wait();
+        let r = rx.recv_timeout(Duration::from_secs(60));
+        assert_eq!(r, Ok(Ok(())), "shutdown re-entered from a release function hung");
+        assert_eq!(INNER.load(Ordering::SeqCst), 1);
+        let got = collect(q, 1 + probes as usize, Duration::from_secs(60));
+        assert_eq!(got.iter().find(|c| c.tag == 2).map(|c| c.result), Some(Err(CallError::Closed)));
+        queue::close(q).unwrap();
+        drop(mem);
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// Issue 10, item 7: configure changes the next start only, and checks every value at once.
+    #[test]
+    fn configure_applies_at_the_next_start_and_checks_at_once() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, queue_cap: 64, ..PoolConfig::default() }).unwrap();
+        let q = queue::create().unwrap();
+        submit(q, 0, req(Op::Echo, 0, 0, 0)).unwrap();
+        // A running pool keeps its queue capacity: this must not make the next submits QUEUE_FULL.
+        configure(PoolConfig { threads: 1, queue_cap: 1, ..PoolConfig::default() }).unwrap();
+        for tag in 1..8 {
+            submit(q, tag, req(Op::Echo, 0, 0, 0)).unwrap();
+        }
+        assert_eq!(collect(q, 8, Duration::from_secs(60)).len(), 8);
+        for bad in [usize::MAX, MAX_STACK + 1, MIN_STACK - 1] {
+            let c = PoolConfig { stack_size: bad, ..PoolConfig::default() };
+            assert_eq!(configure(c), Err(CallError::InvalidArgument), "stack {bad}");
+        }
+        queue::close(q).unwrap();
+        shutdown().unwrap();
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// Issue 10, item 8: a job whose drop panics (here: a cancelled job, dropped without running)
+    /// no longer kills its worker; the pool keeps its size and later jobs run.
+    #[test]
+    fn a_job_whose_drop_panics_keeps_the_pool_alive() {
+        struct PanicOnDrop;
+        impl Drop for PanicOnDrop {
+            fn drop(&mut self) {
+                panic!("a job's drop panicked (expected by the test)");
+            }
+        }
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, ..PoolConfig::default() }).unwrap();
+        let q = queue::create().unwrap();
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let g2 = gate.clone();
+        spawn(q, 1, move |_| {
+            g2.wait();
+            Ok(Payload::default())
+        })
+        .unwrap();
+        let bomb = PanicOnDrop;
+        spawn(q, 2, move |_| {
+            let _keep = &bomb;
+            Ok(Payload::default())
+        })
+        .unwrap();
+        assert_eq!(queue::cancel(q, 2), Ok(true));
+        let before = job_panics();
+        gate.wait();
+        let got = collect(q, 2, Duration::from_secs(60));
+        assert_eq!(got.len(), 2, "the cancelled job's completion arrives");
+        // The completion is delivered while the panic unwinds; the count follows right after.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while job_panics() == before && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert_eq!(job_panics(), before + 1);
+        assert_eq!(workers(), 1, "the worker survived");
+        submit(q, 3, req(Op::Echo, 0, 0, 9)).unwrap();
+        assert_eq!(collect(q, 1, Duration::from_secs(60))[0].result.unwrap().value, 9);
+        queue::close(q).unwrap();
+        shutdown().unwrap();
+        configure(PoolConfig::default()).unwrap();
     }
 }

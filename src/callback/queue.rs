@@ -94,8 +94,9 @@ pub struct CompletionQueue {
     state: Mutex<State>,
     cv: Condvar,
     inflight: Mutex<TagMap>,
-    /// Set for a queue drained by its own delivery thread (see [`create_sink`]).
-    sink: Mutex<Option<JoinHandle<()>>>,
+    /// Set for a queue drained by its own delivery thread (see [`create_sink`]), with the id of
+    /// the process that started it: after a fork, the child has no such thread to join.
+    sink: Mutex<Option<(JoinHandle<()>, u32)>>,
     has_sink: bool,
 }
 
@@ -201,8 +202,7 @@ impl CompletionQueue {
     fn close(&self) {
         self.state.lock().closed = true;
         self.cv.notify_all();
-        let ctls: Vec<Arc<JobCtl>> = self.inflight.lock().values().cloned().collect();
-        for c in ctls {
+        for c in self.inflight.lock().values() {
             c.cancelled.store(true, Ordering::Relaxed);
         }
     }
@@ -223,11 +223,13 @@ impl CompletionQueue {
     }
 
     fn begin(&self, tag: u64) -> Result<Arc<JobCtl>, CallError> {
+        let ctl = Arc::new(JobCtl::default());
+        let mut m = self.inflight.lock();
+        // Checked under the in-flight lock, which `close` takes after it sets `closed`: either this
+        // sees the queue closed, or `close` sees this tag and cancels it.
         if self.state.lock().closed {
             return Err(CallError::Closed);
         }
-        let ctl = Arc::new(JobCtl::default());
-        let mut m = self.inflight.lock();
         if m.contains_key(&tag) {
             return Err(CallError::InvalidArgument);
         }
@@ -403,7 +405,7 @@ pub fn create_sink(
             }
         })
         .map_err(|_| CallError::Ferry(crate::Error::AllocFailed))?;
-    *q.sink.lock() = Some(th);
+    *q.sink.lock() = Some((th, std::process::id()));
     match QUEUES.insert(q.clone()) {
         Ok(id) => Ok(id),
         Err((e, _)) => {
@@ -438,9 +440,12 @@ thread_local! {
 fn shut(q: &CompletionQueue) {
     q.close();
     let th = q.sink.lock().take();
-    if let Some(th) = th {
-        // A sink that closes its own queue cannot wait for itself: its thread exits on its own.
-        if DELIVERING.with(Cell::get) != q as *const CompletionQueue as usize {
+    if let Some((th, pid)) = th {
+        if pid != std::process::id() {
+            // Started before a fork, in the parent: the child has no such thread to join.
+            std::mem::forget(th);
+        } else if DELIVERING.with(Cell::get) != q as *const CompletionQueue as usize {
+            // (A sink that closes its own queue cannot wait for itself: its thread exits alone.)
             let _ = th.join();
         }
     }
@@ -549,6 +554,27 @@ mod tests {
         drop(q);
         assert_eq!(t.view(a.id), Err(crate::Error::InvalidHandle), "queue dropped: released");
         assert_eq!(post(id, []), Err(CallError::Ferry(crate::Error::InvalidHandle)));
+    }
+
+    /// A job started while its queue closes is cancelled, or refused: never left running (issue
+    /// 10: `begin` checked `closed` under one lock and inserted under another).
+    #[test]
+    fn a_completer_made_while_the_queue_closes_is_cancelled() {
+        let mut missed = 0;
+        for _ in 0..3000 {
+            let id = create().unwrap();
+            let start = Arc::new(std::sync::Barrier::new(2));
+            let s2 = start.clone();
+            let maker = thread::spawn(move || {
+                s2.wait();
+                (0..64).filter_map(|t| Completer::new(id, t).ok()).collect::<Vec<_>>()
+            });
+            start.wait();
+            close(id).unwrap();
+            let made = maker.join().unwrap();
+            missed += made.iter().filter(|c| !c.is_cancelled()).count();
+        }
+        assert_eq!(missed, 0, "jobs begun on a closing queue were never cancelled");
     }
 
     #[test]

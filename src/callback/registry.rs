@@ -79,7 +79,17 @@ impl Slot {
 
     /// Calls the callback. The caller holds a protection (a hazard seen before REGISTERED, or a
     /// hold), which keeps `func` in place and unwritten until it is let go.
-    fn call(&self, p: Payload) -> Result<Payload, CallError> {
+    ///
+    /// `nested` says that the call may be deep in a chain of callbacks, so the stack left is checked
+    /// first (a call at the top of a chain, the common case, skips that).
+    #[inline(always)]
+    fn call(&self, p: Payload, nested: bool) -> Result<Payload, CallError> {
+        #[cfg(not(loom))]
+        if nested && !super::stack::room() {
+            return Err(CallError::NestedTooDeep);
+        }
+        #[cfg(loom)]
+        let _ = nested;
         self.func.with(|f| {
             // SAFETY: see above: no one writes `func` while a protection is held.
             let f = unsafe { (*f).as_ref() }.expect("a protected slot has its callback");
@@ -297,7 +307,7 @@ impl Callback {
     /// Calls the callback on this thread. A panic in it becomes [`CallError::CallbackPanic`]`(0)`.
     #[inline]
     pub fn call(&self, p: Payload) -> Result<Payload, CallError> {
-        self.slot.call(p)
+        self.slot.call(p, true)
     }
 }
 
@@ -413,7 +423,8 @@ pub fn get(id: u64) -> Result<Callback, CallError> {
 ///
 /// No lock is held while it runs, so it may call ferry again (even unregister itself). On success
 /// the returned payload's buffer id belongs to the caller. Errors: `Ferry(InvalidHandle)` (unknown,
-/// stale or another kind of id), `Failed`, `CallbackPanic`.
+/// stale or another kind of id), `Failed`, `CallbackPanic`, `NestedTooDeep` (too little stack left
+/// on this thread for one more callback: see `stack.rs`).
 pub fn invoke(id: u64, p: Payload) -> Result<Payload, CallError> {
     let (gen, ix, s) = REGISTRY.lookup(id)?;
     let Some(h) = Hazard::protect(ix) else {
@@ -423,7 +434,7 @@ pub fn invoke(id: u64, p: Payload) -> Result<Payload, CallError> {
     let st = s.state.load(Ordering::Acquire);
     let r = if gen_of(st) == gen && st & REGISTERED != 0 {
         // The hazard, published before the state was seen REGISTERED, keeps `func` in place.
-        s.call(p)
+        s.call(p, h.nested())
     } else {
         Err(CallError::Ferry(Error::InvalidHandle))
     };
@@ -666,5 +677,33 @@ mod tests {
         assert_eq!(invoke(id, Payload { buffer: 0, value: n }).unwrap().value, n);
         unregister(id).unwrap();
         assert!(invoke(id, Payload::default()).is_err());
+    }
+
+    /// Issue 10, item 5: callbacks nested deeper than the stack allows fail with an error instead
+    /// of overflowing a worker's stack (which cannot grow).
+    #[test]
+    fn nesting_deeper_than_the_stack_fails_cleanly() {
+        static ME: AtomicU64 = AtomicU64::new(0);
+        let id = register(|p| {
+            let pad = [p.value as u8; 2048];
+            std::hint::black_box(&pad);
+            match invoke(ME.load(Ordering::SeqCst), Payload { buffer: 0, value: p.value + 1 }) {
+                Ok(inner) => Ok(inner),
+                Err(CallError::NestedTooDeep) => Ok(Payload { buffer: 0, value: p.value }),
+                Err(e) => Err(e),
+            }
+        })
+        .unwrap();
+        ME.store(id, Ordering::SeqCst);
+        let deepest = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || invoke(id, Payload::default()))
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap()
+            .value;
+        assert!((10..200).contains(&deepest), "nested {deepest} deep on a 256 KiB stack");
+        unregister(id).unwrap();
     }
 }

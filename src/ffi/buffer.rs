@@ -179,7 +179,7 @@ pub extern "C" fn ferry_buffer_share(id: u64, view_out: *mut FerryView) -> Ferry
 /// Makes an id over `len` bytes starting at `offset` within `id`'s view, sharing its memory.
 ///
 /// The caller owns the new id; the memory lives until it and every other id over it are released.
-/// Errors: INVALID_HANDLE, NULL_POINTER, OVERFLOW (`offset + len` wraps), OUT_OF_RANGE.
+/// Errors: INVALID_HANDLE, NULL_POINTER, OVERFLOW (`offset + len` wraps), OUT_OF_RANGE, TABLE_FULL.
 #[no_mangle]
 pub extern "C" fn ferry_buffer_slice(
     id: u64,
@@ -228,8 +228,9 @@ pub extern "C" fn ferry_buffer_release(id: u64) -> FerryStatus {
 /// Releases the `n` ids at `ids` in one call, skipping invalid ones, and stores how many were
 /// released in `*released_out` (which may be NULL).
 ///
-/// `ids` may be NULL when `n` is 0. Returns OK when every id was valid, INVALID_HANDLE when at least
-/// one was not (the valid ones are still released), NULL_POINTER or TOO_LARGE for a bad array.
+/// `ids` may be NULL when `n` is 0. Returns OK when every id was valid.
+/// Errors: INVALID_HANDLE (at least one id was not valid; the valid ones are still released),
+/// NULL_POINTER, TOO_LARGE (a bad array: nothing is released).
 #[no_mangle]
 pub extern "C" fn ferry_buffer_release_many(
     ids: *const u64,
@@ -285,6 +286,7 @@ pub extern "C" fn ferry_stats_get(stats_out: *mut FerryStats) -> FerryStatus {
 /// all threads, and a create or adopt fails with LIMIT_REACHED only when the live bytes, plus the
 /// bytes of creates running at the same moment, plus its own size would exceed it. Bytes already
 /// live are not touched (a limit below them refuses every create until enough is released).
+/// Errors: none.
 #[no_mangle]
 pub extern "C" fn ferry_limit_set(bytes: u64) -> FerryStatus {
     run("ferry_limit_set", || {
@@ -293,7 +295,7 @@ pub extern "C" fn ferry_limit_set(bytes: u64) -> FerryStatus {
     })
 }
 
-/// Starts peak tracking again from the current live bytes.
+/// Starts peak tracking again from the current live bytes. Errors: none.
 #[no_mangle]
 pub extern "C" fn ferry_peak_reset() -> FerryStatus {
     run("ferry_peak_reset", || {
@@ -304,8 +306,11 @@ pub extern "C" fn ferry_peak_reset() -> FerryStatus {
 
 /// Turns guard mode on (`on != 0`) or off for buffers created from now on. In guard mode every
 /// zeroed or copied buffer gets pages of its own, and released pages are made inaccessible instead of
-/// freed, so a use after release faults at once; adopted memory is overwritten with 0xA5 before it
-/// is handed back. Guard mode leaks address space by design: it is for debugging only.
+/// freed, so a use after release faults at once. Adopted memory is never written by ferry, in guard
+/// mode or not: the release function gets the bytes as the last holder left them, memory adopted
+/// with a NULL release function (static or const data) is left alone, and a refused adoption hands
+/// the memory back untouched. Guard mode leaks address space by design: it is for debugging only.
+/// Errors: none.
 #[no_mangle]
 pub extern "C" fn ferry_guard_set(on: u32) -> FerryStatus {
     run("ferry_guard_set", || {

@@ -118,17 +118,20 @@ impl From<CallError> for FerryStatus {
             CallError::Closed => FerryStatus::Closed,
             CallError::QueueFull => FerryStatus::QueueFull,
             CallError::Unsupported => FerryStatus::Unsupported,
+            CallError::WouldDeadlock => FerryStatus::WouldDeadlock,
+            CallError::NestedTooDeep => FerryStatus::NestedTooDeep,
             // CallError is non_exhaustive for downstream crates only; every variant is listed above.
         }
     }
 }
 
-/// The error a completion posted from C with `status` and `value` stands for (None: OK, or a
-/// status a completion cannot carry).
+/// The error a completion posted from C with `status` and `value` stands for: the inverse of
+/// `From<CallError> for FerryStatus`. None for OK, for a value that is no status, and for a status
+/// no core error stands for (NULL_POINTER, and any status appended for the C or Go side alone), which
+/// a completion cannot carry.
 fn status_error(status: u32, value: u64) -> Option<CallError> {
     use FerryStatus as S;
     Some(match FerryStatus::from_u32(status)? {
-        S::Ok | S::NullPointer => return None,
         S::InvalidHandle => Error::InvalidHandle.into(),
         S::OutOfRange => Error::OutOfRange.into(),
         S::Overflow => Error::Overflow.into(),
@@ -144,15 +147,26 @@ fn status_error(status: u32, value: u64) -> Option<CallError> {
         S::Closed => CallError::Closed,
         S::QueueFull => CallError::QueueFull,
         S::Unsupported => CallError::Unsupported,
-        // Region statuses (src/ffi/region.rs) are not completion results.
-        S::PeerGone
-        | S::Corrupt
-        | S::Busy
-        | S::NotFound
-        | S::PermissionDenied
-        | S::SystemError
-        | S::RegionFull => return None,
+        S::WouldDeadlock => CallError::WouldDeadlock,
+        S::NestedTooDeep => CallError::NestedTooDeep,
+        // The test `status_and_error_mappings_agree` fails if a status a core error maps to lands here.
+        _ => return None,
     })
+}
+
+/// What ferry_callback_invoke reports for a failed call: INVALID_HANDLE, or the callback's own
+/// failure. A C or Go callback can only fail with CALLBACK_FAILED or CALLBACK_PANIC; a callback
+/// registered through the Rust API may return any [`CallError`], and any other one is reported as
+/// CALLBACK_FAILED with its status value as the detail, so the call returns only what its header
+/// line names.
+fn invoke_error(e: CallError) -> (FerryStatus, u64) {
+    match e {
+        CallError::Ferry(Error::InvalidHandle)
+        | CallError::Failed(_)
+        | CallError::CallbackPanic(_)
+        | CallError::NestedTooDeep => (e.into(), e.detail()),
+        other => (FerryStatus::CallbackFailed, FerryStatus::from(other) as u64),
+    }
 }
 
 impl From<Completion> for FerryCompletion {
@@ -257,8 +271,14 @@ pub extern "C" fn ferry_callback_unregister(id: u64) -> FerryStatus {
 /// On OK, `result_out->buffer` (if not 0) is a new id the caller owns. On error `result_out` holds
 /// buffer 0 and the detail value: the callback's own code for CALLBACK_FAILED, its panic record for
 /// CALLBACK_PANIC. `result_out` may be NULL (a result buffer is then released). No ferry lock is held
-/// during the call. Errors: INVALID_HANDLE (unknown or unregistered id), CALLBACK_FAILED,
-/// CALLBACK_PANIC.
+/// during the call. A callback registered through the Rust API that fails with an error of its own
+/// other than these gives CALLBACK_FAILED with that error's status value as the detail.
+///
+/// Callbacks may invoke callbacks, to any depth the thread's stack allows: a call that finds less
+/// than 32 KiB of stack left on its thread (a quarter of the stack, for stacks under 128 KiB) is
+/// refused with NESTED_TOO_DEEP instead of overflowing the stack.
+/// Errors: INVALID_HANDLE (unknown or unregistered id), CALLBACK_FAILED, CALLBACK_PANIC,
+/// NESTED_TOO_DEEP.
 #[no_mangle]
 pub extern "C" fn ferry_callback_invoke(
     id: u64,
@@ -270,7 +290,10 @@ pub extern "C" fn ferry_callback_invoke(
         let r = callback::invoke(id, Payload { buffer, value });
         let (p, st) = match r {
             Ok(p) => (FerryPayload { buffer: p.buffer, value: p.value }, Ok(())),
-            Err(e) => (FerryPayload { buffer: 0, value: e.detail() }, Err(e.into())),
+            Err(e) => {
+                let (status, detail) = invoke_error(e);
+                (FerryPayload { buffer: 0, value: detail }, Err(status))
+            }
         };
         if result_out.is_null() {
             if p.buffer != 0 {
@@ -381,9 +404,9 @@ pub extern "C" fn ferry_queue_wait(
 
 /// Pushes `n` ready-made completions onto `queue` (for C producers that track their own work; their
 /// tags are not registered, so ferry_async_cancel does not reach them). Each `buffer` id passes to
-/// the queue. Errors: INVALID_HANDLE (unknown queue: the buffer ids are released), CLOSED (likewise),
-/// NULL_POINTER, INVALID_ARGUMENT (a status a completion cannot carry, or a buffer with an error
-/// status; nothing is posted), TOO_LARGE.
+/// the queue. Errors: INVALID_HANDLE (unknown queue: the buffer ids are released), CLOSED (the queue
+/// was closed during the call: likewise), NULL_POINTER, INVALID_ARGUMENT (a status a completion
+/// cannot carry, or a buffer with an error status; nothing is posted), TOO_LARGE.
 #[no_mangle]
 pub extern "C" fn ferry_queue_post(queue: u64, items: *const FerryCompletion, n: usize) -> FerryStatus {
     run("ferry_queue_post", || {
@@ -419,7 +442,14 @@ pub extern "C" fn ferry_queue_post(queue: u64, items: *const FerryCompletion, n:
 /// so the caller may release the id at once. `arg` and `value` are as each FERRY_OP_* says. Exactly
 /// one completion follows an OK (its status may be CANCELLED, CLOSED, PANIC, ...); none follows an
 /// error. Errors: UNSUPPORTED (`op`), INVALID_HANDLE (queue, input or callback id), INVALID_ARGUMENT
-/// (`tag` already in flight on `queue`, or a bad `arg`), CLOSED, QUEUE_FULL (try again later).
+/// (`tag` already in flight on `queue`, or a bad `arg`), CLOSED (the queue was closed during the
+/// call, or the pool is shutting down), QUEUE_FULL (try again later), ALLOC_FAILED (the pool could
+/// not start a worker thread it needed), WOULD_DEADLOCK (see below).
+///
+/// Called on a worker thread (from a callback that FERRY_OP_CALL runs) while no worker is free, the
+/// submit starts an extra worker, so a callback may submit work and wait for it without starving
+/// the pool; extras exit once the queue is empty. When the pool already runs its most workers (its
+/// thread count plus max(thread count, 64)), such a submit fails with WOULD_DEADLOCK instead.
 #[no_mangle]
 pub extern "C" fn ferry_async_submit(
     queue: u64,
@@ -437,8 +467,8 @@ pub extern "C" fn ferry_async_submit(
 
 /// Cancels the job with `tag` on `queue`: if it has not started it completes with CANCELLED without
 /// running; if it is running it can see the flag (FERRY_OP_SLEEP does within a millisecond). Its
-/// completion still arrives. Returns INVALID_HANDLE when the queue is unknown or no job with that
-/// tag is in flight (it may just have finished: its completion stands).
+/// completion still arrives. Errors: INVALID_HANDLE (the queue is unknown, or no job with that tag
+/// is in flight: it may just have finished, and its completion stands).
 #[no_mangle]
 pub extern "C" fn ferry_async_cancel(queue: u64, tag: u64) -> FerryStatus {
     run("ferry_async_cancel", || match callback::cancel(queue, tag)? {
@@ -447,9 +477,11 @@ pub extern "C" fn ferry_async_cancel(queue: u64, tag: u64) -> FerryStatus {
     })
 }
 
-/// Sets the worker pool's thread count (1..=256), job queue capacity and worker stack size in bytes
-/// (at least 65536) for its next start; 0 for any of them means its default (CPUs but at least 2,
-/// 65536 jobs, 256 KiB). A running pool keeps its threads until ferry_pool_shutdown.
+/// Sets the worker pool's thread count (1..=256), job queue capacity (at least 1) and worker stack
+/// size in bytes (65536 ..= 1 GiB) for its next start; 0 for any of them means its default (CPUs
+/// but at least 2, 65536 jobs, 256 KiB). Every value is checked here. A running pool keeps its
+/// threads, queue capacity and stack size until ferry_pool_shutdown; the new values apply when the
+/// next submit starts the pool again.
 /// Errors: INVALID_ARGUMENT.
 #[no_mangle]
 pub extern "C" fn ferry_pool_configure(threads: u32, queue_cap: usize, stack_size: usize) -> FerryStatus {
@@ -465,8 +497,11 @@ pub extern "C" fn ferry_pool_configure(threads: u32, queue_cap: usize, stack_siz
 }
 
 /// Stops the worker pool: waiting jobs complete with CLOSED, running ones finish, and every worker
-/// thread has exited when this returns. The next submit starts the pool again.
-/// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL).
+/// thread has exited when this returns. The next submit starts the pool again. The waiting jobs are
+/// dropped after ferry lets go of every lock, so the release and drop functions they run may call
+/// any ferry function (this one included: it finds the pool stopped and returns OK).
+/// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL),
+/// before anything is changed.
 #[no_mangle]
 pub extern "C" fn ferry_pool_shutdown() -> FerryStatus {
     run("ferry_pool_shutdown", || Ok(pool::shutdown()?))
@@ -631,17 +666,97 @@ mod tests {
         assert_eq!(SUNK.load(Ordering::SeqCst), 100, "everything is delivered before close returns");
     }
 
+    /// One value of every `CallError` variant (every `Error` variant inside `Ferry`). The matches
+    /// stop compiling when a variant is added, pointing here to list it.
+    fn every_call_error(detail: u64) -> Vec<CallError> {
+        let core = [
+            Error::InvalidHandle,
+            Error::OutOfRange,
+            Error::Overflow,
+            Error::TooLarge,
+            Error::LimitReached,
+            Error::AllocFailed,
+            Error::TableFull,
+        ];
+        let mut all: Vec<CallError> = core.iter().map(|&e| CallError::Ferry(e)).collect();
+        all.extend([
+            CallError::InvalidArgument,
+            CallError::Failed(detail),
+            CallError::CallbackPanic(detail),
+            CallError::Panic,
+            CallError::Cancelled,
+            CallError::Closed,
+            CallError::QueueFull,
+            CallError::Unsupported,
+            CallError::WouldDeadlock,
+            CallError::NestedTooDeep,
+        ]);
+        for e in &all {
+            match e {
+                CallError::Ferry(
+                    Error::InvalidHandle
+                    | Error::OutOfRange
+                    | Error::Overflow
+                    | Error::TooLarge
+                    | Error::LimitReached
+                    | Error::AllocFailed
+                    | Error::TableFull,
+                )
+                | CallError::InvalidArgument
+                | CallError::Failed(_)
+                | CallError::CallbackPanic(_)
+                | CallError::Panic
+                | CallError::Cancelled
+                | CallError::Closed
+                | CallError::QueueFull
+                | CallError::Unsupported
+                | CallError::WouldDeadlock
+                | CallError::NestedTooDeep => {}
+            }
+        }
+        all
+    }
+
     #[test]
     fn status_and_error_mappings_agree() {
-        for code in 0..=16u32 {
-            let Some(e) = status_error(code, 3) else { continue };
-            assert_eq!(FerryStatus::from(e) as u32, code);
+        for e in every_call_error(3) {
+            let st = FerryStatus::from(e);
+            assert_eq!(status_error(st as u32, e.detail()), Some(e), "{e:?} does not survive a post from C");
+            assert_eq!(e.message(), st.message(), "{e:?}: the core's message differs from the status's");
+            assert_eq!(e.to_string(), st.message());
         }
+        for &st in FerryStatus::ALL {
+            if let Some(e) = status_error(st as u32, 3) {
+                assert_eq!(FerryStatus::from(e), st);
+            }
+        }
+        let past = FerryStatus::ALL.len() as u32;
         assert!(
-            status_error(0, 0).is_none() && status_error(2, 0).is_none() && status_error(17, 0).is_none()
+            status_error(0, 0).is_none() && status_error(2, 0).is_none() && status_error(past, 0).is_none()
         );
         let c = FerryCompletion::from(Completion { tag: 1, result: Err(CallError::Failed(4)) });
         assert_eq!((c.status, c.value, c.buffer), (FerryStatus::CallbackFailed as u32, 4, 0));
+    }
+
+    #[test]
+    fn invoke_reports_only_the_statuses_its_header_line_names() {
+        let allowed = crate::ffi::status::errors_of("ferry_callback_invoke").unwrap();
+        for e in every_call_error(6) {
+            let (st, detail) = invoke_error(e);
+            assert!(allowed.contains(&st), "{e:?} gives {st:?}");
+            let want = match e {
+                CallError::Failed(v) | CallError::CallbackPanic(v) => v,
+                CallError::Ferry(Error::InvalidHandle) | CallError::NestedTooDeep => 0,
+                other => FerryStatus::from(other) as u64,
+            };
+            assert_eq!(detail, want, "{e:?}");
+        }
+        // End to end: a callback registered through the Rust API that fails with CLOSED.
+        let id = callback::register(|_| Err(CallError::Closed)).unwrap();
+        let mut r = FerryPayload { buffer: 9, value: 9 };
+        assert_eq!(ferry_callback_invoke(id, 0, 0, &mut r), FerryStatus::CallbackFailed);
+        assert_eq!(r, FerryPayload { buffer: 0, value: FerryStatus::Closed as u64 });
+        assert_eq!(ferry_callback_unregister(id), FerryStatus::Ok);
     }
 
     #[test]

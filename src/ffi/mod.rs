@@ -1,7 +1,7 @@
 //! The C ABI: every `extern "C"` function and every raw pointer ferry accepts lives in this folder.
 //!
 //! Each exported function checks its arguments, calls the safe core, and maps the result to a
-//! [`FerryStatus`] through [`boundary::run`], which also turns a panic into `FERRY_STATUS_PANIC`.
+//! [`FerryStatus`] through `boundary::run`, which also turns a panic into `FERRY_STATUS_PANIC`.
 //! Out-parameters come last and end in `_out`; each pointer to bytes is followed by its length.
 //! A zero length never reads its pointer, so NULL is fine there.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]

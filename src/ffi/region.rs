@@ -150,8 +150,10 @@ fn config(cfg: *const FerryRegionConfig) -> Config {
     Config { ring: c.ring, slots: c.slots, arena: c.arena, mode: if c.mode == 0 { d.mode } else { c.mode } }
 }
 
+/// The name at `p`: INVALID_ARGUMENT when empty or longer than any allowed name (so never
+/// TOO_LARGE), NULL_POINTER when `p` is NULL.
 fn name<'a>(p: *const u8, len: usize) -> Result<&'a str, FerryStatus> {
-    if len == 0 {
+    if len == 0 || len > region::sys::MAX_NAME {
         return Err(FerryStatus::InvalidArgument);
     }
     // SAFETY: the caller promised `len` readable bytes at `p` for this call.
@@ -177,8 +179,9 @@ fn write<T>(out: *mut T, v: T) -> Result<(), FerryStatus> {
 /// handle in `*region_out`.
 ///
 /// `cfg` may be NULL for the defaults. The caller owns the handle and closes it once
-/// (ferry_region_close). Errors: NULL_POINTER, INVALID_ARGUMENT (a config field out of its domain),
-/// SYSTEM_ERROR, TABLE_FULL.
+/// (ferry_region_close). Errors: NULL_POINTER (`region_out`), INVALID_ARGUMENT (a config field out
+/// of its domain), SYSTEM_ERROR (a system call failed: out of descriptors, of memory for the
+/// mapping), TABLE_FULL.
 #[no_mangle]
 pub extern "C" fn ferry_region_create(cfg: *const FerryRegionConfig, region_out: *mut u64) -> FerryStatus {
     run("ferry_region_create", || {
@@ -193,8 +196,10 @@ pub extern "C" fn ferry_region_create(cfg: *const FerryRegionConfig, region_out:
 /// The name is a file in /dev/shm created with `cfg->mode` (0600 by default, so only this user
 /// can open it); it holds a random rendezvous token and is removed when the handle is closed. A
 /// name left by a creator that died is taken over. The handle accepts its peer while it receives
-/// (ferry_region_recv): wait on ferry_region_fd. Errors: NULL_POINTER, INVALID_ARGUMENT, BUSY (the
-/// name belongs to a live region), PERMISSION_DENIED, SYSTEM_ERROR, TABLE_FULL.
+/// (ferry_region_recv): wait on ferry_region_fd. Errors: NULL_POINTER (`region_out`, or `name_ptr`
+/// with a length), INVALID_ARGUMENT (an empty name, one longer than 200 bytes or with another
+/// character, or a config field out of its domain), BUSY (the name belongs to a live region),
+/// PERMISSION_DENIED (this user may not create files in /dev/shm), SYSTEM_ERROR, TABLE_FULL.
 #[no_mangle]
 pub extern "C" fn ferry_region_create_named(
     name_ptr: *const u8,
@@ -212,9 +217,11 @@ pub extern "C" fn ferry_region_create_named(
 /// Opens the region published under `name` and attaches to it as the peer; stores the handle in
 /// `*region_out`. Waits up to 5 s for the creator's answer (the creator answers while it receives).
 ///
-/// Errors: NULL_POINTER, INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED (the name's mode or the
-/// creator refused this user), BUSY (the region already has a peer), PEER_GONE (the creator is
-/// gone), CORRUPT (the handshake or the mapping failed a check), SYSTEM_ERROR, TABLE_FULL.
+/// Errors: NULL_POINTER, INVALID_ARGUMENT (a name ferry_region_create_named would refuse),
+/// NOT_FOUND, PERMISSION_DENIED (the name's mode or the creator refused this user), BUSY (the
+/// region already has a peer), PEER_GONE (the creator is gone), CORRUPT (the handshake or the
+/// mapping failed a check), SYSTEM_ERROR (a system call failed, or the creator did not answer
+/// within 5 s), TABLE_FULL.
 #[no_mangle]
 pub extern "C" fn ferry_region_open(
     name_ptr: *const u8,
@@ -233,7 +240,8 @@ pub extern "C" fn ferry_region_open(
 /// of a new link with SCM_RIGHTS. ferry does not keep or close `sock`.
 ///
 /// Errors: INVALID_HANDLE, INVALID_ARGUMENT (`sock` < 0), BUSY (the region has a peer, or still
-/// holds buffers of one that is gone), SYSTEM_ERROR (the send failed; the region stays unshared).
+/// holds buffers of one that is gone), SYSTEM_ERROR (the send failed, `sock` being no connected
+/// Unix socket for instance; the region stays unshared).
 #[no_mangle]
 pub extern "C" fn ferry_region_share(region: u64, sock: c_int) -> FerryStatus {
     run("ferry_region_share", || Ok(region::get(region)?.share(sock)?))
@@ -244,7 +252,8 @@ pub extern "C" fn ferry_region_share(region: u64, sock: c_int) -> FerryStatus {
 ///
 /// Errors: NULL_POINTER, INVALID_ARGUMENT (`sock` < 0 or `timeout_ms` < -1), PEER_GONE (nothing
 /// came in time, or the socket closed), CORRUPT (not a ferry handshake, or the mapping failed a
-/// check), BUSY, SYSTEM_ERROR, TABLE_FULL.
+/// check), BUSY (the handshake offers a seat that is no longer on offer: a replayed one),
+/// SYSTEM_ERROR (the receive failed: `sock` is not a socket, say), TABLE_FULL.
 #[no_mangle]
 pub extern "C" fn ferry_region_from_socket(
     sock: c_int,
@@ -382,8 +391,10 @@ pub extern "C" fn ferry_region_recv(
 /// released after it, unless the callback returns that same id (an in-place reply). A different
 /// buffer the callback returns must be one it allocated in the region; it is moved to the peer. A
 /// failing callback sends an error reply (FERRY_REGION_MSG_ERROR, value = its detail code). Events
-/// are skipped. Errors: INVALID_HANDLE, INVALID_ARGUMENT (`max` is 0), PEER_GONE (the peer is gone
-/// and nothing was served), QUEUE_FULL, CORRUPT, SYSTEM_ERROR.
+/// are skipped. Errors: INVALID_HANDLE
+/// (`region`, or a reply buffer the callback does not hold), INVALID_ARGUMENT (`max` is 0 or
+/// `timeout_ms` < -1), PEER_GONE (the peer is gone and nothing was served), QUEUE_FULL (a reply
+/// found the peer's ring full and was dropped), CORRUPT, SYSTEM_ERROR.
 #[no_mangle]
 pub extern "C" fn ferry_region_serve(
     region: u64,
@@ -434,4 +445,31 @@ pub extern "C" fn ferry_region_stats(region: u64, stats_out: *mut FerryRegionSta
 #[no_mangle]
 pub extern "C" fn ferry_region_count(n_out: *mut u64) -> FerryStatus {
     run("ferry_region_count", || write(n_out, region::open_count()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_errors_share_their_statuses_messages() {
+        for e in [
+            RegionError::InvalidHandle,
+            RegionError::InvalidArgument,
+            RegionError::Full,
+            RegionError::QueueFull,
+            RegionError::PeerGone,
+            RegionError::Corrupt,
+            RegionError::Busy,
+            RegionError::NotFound,
+            RegionError::PermissionDenied,
+            RegionError::System(libc::EMFILE),
+        ] {
+            assert_eq!(e.message(), FerryStatus::from(e).message(), "{e:?}");
+        }
+        assert_eq!(RegionError::Busy.to_string(), FerryStatus::Busy.message());
+        assert!(RegionError::System(libc::EMFILE)
+            .to_string()
+            .ends_with(&format!("(errno {})", libc::EMFILE)));
+    }
 }

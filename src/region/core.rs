@@ -40,15 +40,55 @@ pub enum RegionError {
     System(i32),
 }
 
+impl RegionError {
+    /// A short, stable, human-readable description: the message of the status the C layer maps
+    /// the error to (`status_table!` in `src/error.rs`).
+    pub fn message(self) -> &'static str {
+        use crate::error::msg;
+        match self {
+            RegionError::InvalidHandle => msg::InvalidHandle,
+            RegionError::InvalidArgument => msg::InvalidArgument,
+            RegionError::Full => msg::RegionFull,
+            RegionError::QueueFull => msg::QueueFull,
+            RegionError::PeerGone => msg::PeerGone,
+            RegionError::Corrupt => msg::Corrupt,
+            RegionError::Busy => msg::Busy,
+            RegionError::NotFound => msg::NotFound,
+            RegionError::PermissionDenied => msg::PermissionDenied,
+            RegionError::System(_) => msg::SystemError,
+        }
+    }
+}
+
+impl std::fmt::Display for RegionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegionError::System(errno) => write!(f, "{} (errno {errno})", self.message()),
+            _ => f.write_str(self.message()),
+        }
+    }
+}
+
+impl std::error::Error for RegionError {}
+
+/// A failed system call is [`RegionError::System`], whatever its errno: an EINVAL or EPERM from
+/// `mmap` or `sendmsg` says nothing about the caller's arguments or rights. The calls on a region's
+/// name, whose errno does say that, map it with [`name_error`].
 impl From<io::Error> for RegionError {
     fn from(e: io::Error) -> RegionError {
-        match e.raw_os_error() {
-            Some(libc::ENOENT) => RegionError::NotFound,
-            Some(libc::EACCES) | Some(libc::EPERM) => RegionError::PermissionDenied,
-            Some(libc::EINVAL) => RegionError::InvalidArgument,
-            Some(n) => RegionError::System(n),
-            None => RegionError::System(libc::EIO),
-        }
+        RegionError::System(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+/// The error of a call on a region's name file (`shm_open` under `/dev/shm`): a name that is not
+/// allowed is `InvalidArgument`, a name this user may not open or create is `PermissionDenied`,
+/// and, with `missing_is_not_found`, a name that does not exist is `NotFound`.
+fn name_error(e: io::Error, missing_is_not_found: bool) -> RegionError {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) if missing_is_not_found => RegionError::NotFound,
+        Some(libc::EACCES) | Some(libc::EPERM) => RegionError::PermissionDenied,
+        Some(libc::EINVAL) => RegionError::InvalidArgument,
+        _ => e.into(),
     }
 }
 
@@ -307,7 +347,7 @@ impl Region {
     /// enforces its mode), connects to the creator and attaches as its peer.
     pub fn open(name: &str) -> Result<Region, RegionError> {
         let mut buf = [0u8; 256];
-        let n = sys::name_read(name, &mut buf)?;
+        let n = sys::name_read(name, &mut buf).map_err(|e| name_error(e, true))?;
         let (token, _) = parse_name(&buf[..n]).ok_or(RegionError::NotFound)?;
         let conn = sys::connect_abstract(token.as_bytes()).map_err(|e| match e.raw_os_error() {
             // The name outlived its creator.
@@ -344,7 +384,8 @@ impl Region {
             return Err(RegionError::Corrupt);
         }
         let w = |i: usize| u64::from_le_bytes(hs[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        if w(0) == HS_REFUSE {
+        // Only a creator of a named region refuses; on a shared socket a refusal is no handshake.
+        if w(0) == HS_REFUSE && link.is_some() {
             return Err(if w(1) == REFUSE_DENIED {
                 RegionError::PermissionDenied
             } else {
@@ -1217,7 +1258,7 @@ fn publish_name(name: &str, mode: u32) -> Result<OwnedFd, RegionError> {
                 sys::name_unlink(name);
             }
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => return Err(RegionError::Busy),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(name_error(e, false)),
         }
     }
     Err(RegionError::Busy)

@@ -90,9 +90,10 @@ use crate::slots::{Kind, Slots};
 /// The process-local table of region handles (ids of kind [`Kind::Region`]).
 static REGIONS: Slots<Arc<Region>> = Slots::new(Kind::Region, 4);
 
-/// Gives `r` a process-local handle id.
-pub fn insert(r: Region) -> Result<u64, RegionError> {
-    REGIONS.insert(Arc::new(r)).map_err(|_| RegionError::Full)
+/// Gives `r` a process-local handle id; `TableFull` when the handle table has no free slot (`r`
+/// is closed then).
+pub fn insert(r: Region) -> Result<u64, crate::error::Error> {
+    REGIONS.insert(Arc::new(r)).map_err(|(e, _)| e)
 }
 
 /// The region a handle id names.

@@ -350,9 +350,12 @@ pub(crate) fn set_recv_timeout(sock: RawFd, ms: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// The longest region name, in bytes.
+pub(crate) const MAX_NAME: usize = 200;
+
 fn shm_name(name: &str) -> io::Result<CString> {
     let ok = !name.is_empty()
-        && name.len() <= 200
+        && name.len() <= MAX_NAME
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         && !name.starts_with('.');
     if !ok {

@@ -3,7 +3,8 @@ package main
 // Phase 1: frames of Rust memory handed to Go, zero-copy through ferry or copied with C.GoBytes.
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../../ffi
+#cgo CFLAGS: -I${SRCDIR}/../..
+// ferry.h is the Go module's copy in golang/, so the path stays inside the module.
 #include "ferry.h"
 
 // The classic cgo hand-off: one C call returns the frame's address and length (by value, so no Go

@@ -30,8 +30,8 @@ STATUSES = (
     (4, 'OVERFLOW', 'offset + length overflows.'),
     (5, 'TOO_LARGE', 'A size exceeds FERRY_MAX_LEN.'),
     (6, 'LIMIT_REACHED', 'The live-byte limit (ferry_limit_set) refused the create.'),
-    (7, 'PANIC', "A Rust panic was caught at the boundary; ferry's state is still consistent."),
-    (8, 'ALLOC_FAILED', 'The allocator returned no memory.'),
+    (7, 'PANIC', "A Rust panic was caught at the boundary; ferry's state is still consistent. Any function that returns a status may return it."),
+    (8, 'ALLOC_FAILED', 'The allocator returned no memory, or no thread could be started.'),
     (9, 'TABLE_FULL', 'The handle table has no free slot.'),
     (10, 'INVALID_ARGUMENT', 'An argument has a value outside its documented domain.'),
     (11, 'CALLBACK_FAILED', 'A callback returned a failure status of its own.'),
@@ -40,13 +40,15 @@ STATUSES = (
     (14, 'CLOSED', 'The service (worker pool, queue) is shut down.'),
     (15, 'QUEUE_FULL', 'A bounded queue is full; try again later.'),
     (16, 'UNSUPPORTED', 'The operation name or code is not known.'),
-    (17, 'PEER_GONE', 'A region has no peer: none attached yet, or it closed the region or died.'),
-    (18, 'CORRUPT', "A region's shared metadata failed a check (the peer wrote something impossible); the peer was disconnected and this process's own state is intact."),
-    (19, 'BUSY', 'A region already has a peer, or a name is already taken by a live region.'),
-    (20, 'NOT_FOUND', 'No region has that name.'),
-    (21, 'PERMISSION_DENIED', "The region's name exists but this user may not open it."),
-    (22, 'SYSTEM_ERROR', 'A system call failed (out of descriptors, of memory for a mapping, ...).'),
-    (23, 'REGION_FULL', "A region's arena has no room (or no free slot) for the buffer; releases make room."),
+    (17, 'WOULD_DEADLOCK', 'Work submitted from a worker thread found every worker busy and the pool at its most workers: queued, it might never run while its submitter waits for it.'),
+    (18, 'NESTED_TOO_DEEP', 'A callback was invoked with too little stack left on its thread (callbacks nested too deeply); refused instead of overflowing the stack.'),
+    (19, 'PEER_GONE', 'A region has no peer: none attached yet, or it closed the region or died.'),
+    (20, 'CORRUPT', "A region's shared metadata failed a check (the peer wrote something impossible); the peer was disconnected and this process's own state is intact."),
+    (21, 'BUSY', 'A region already has a peer, or a name is already taken by a live region.'),
+    (22, 'NOT_FOUND', 'No region has that name.'),
+    (23, 'PERMISSION_DENIED', "The region's name exists but this user may not open it."),
+    (24, 'SYSTEM_ERROR', 'A system call failed (out of descriptors, of memory for a mapping, ...).'),
+    (25, 'REGION_FULL', "A region's arena has no room (or no free slot) for the buffer; releases make room."),
 )
 
 # Every function the library exports (release build).
@@ -208,9 +210,7 @@ FerryStatus ferry_queue_wait(uint64_t queue,
                              size_t cap,
                              int64_t timeout_ns,
                              size_t *n_out);
-FerryStatus ferry_queue_post(uint64_t queue,
-                             const FerryCompletion *items,
-                             size_t n);
+FerryStatus ferry_queue_post(uint64_t queue, const FerryCompletion *items, size_t n);
 FerryStatus ferry_async_submit(uint64_t queue,
                                uint64_t tag,
                                uint32_t op,
@@ -253,8 +253,5 @@ FerryStatus ferry_region_serve(uint64_t region,
                                size_t *served_out);
 FerryStatus ferry_region_stats(uint64_t region, FerryRegionStats *stats_out);
 FerryStatus ferry_region_count(uint64_t *n_out);
-FerryStatus ferry_status_message(uint32_t status,
-                                 char *buf,
-                                 size_t len,
-                                 size_t *n_out);
+FerryStatus ferry_status_message(uint32_t status, char *buf, size_t len, size_t *n_out);
 """

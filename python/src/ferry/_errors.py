@@ -150,6 +150,20 @@ class Unsupported(FerryError):
     status = STATUS["UNSUPPORTED"]
 
 
+class WouldDeadlock(FerryError):
+    """Work submitted from a worker thread found every worker busy and the pool at its most
+    workers: queued, it might never run while its submitter waits for it."""
+
+    status = STATUS["WOULD_DEADLOCK"]
+
+
+class NestedTooDeep(FerryError, RecursionError):
+    """A callback was invoked with too little stack left on its thread (callbacks nested too
+    deeply); refused instead of overflowing the stack."""
+
+    status = STATUS["NESTED_TOO_DEEP"]
+
+
 class PeerGone(FerryError):
     """A region has no peer: none attached yet, or it closed the region or died."""
 
@@ -212,6 +226,8 @@ ERRORS: dict[int, type[FerryError]] = {
         Closed,
         QueueFull,
         Unsupported,
+        WouldDeadlock,
+        NestedTooDeep,
         PeerGone,
         Corrupt,
         Busy,
