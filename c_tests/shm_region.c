@@ -68,9 +68,11 @@ static int child_share(int sock) {
     if (ferry_region_alloc(r, 100, &own) != FERRY_STATUS_OK) return 14;
     memset(own.ptr, 0x5A, 100);
     if (ferry_region_send(r, own.id, 3, 0, 0, FERRY_REGION_SEND_MOVE) != FERRY_STATUS_OK) return 15;
-    /* Wait: the parent kills this process (SIGKILL) while it holds the parent's lease. */
+    /* Wait: the parent kills this process (SIGKILL) while it holds the parent's lease (or while
+     * the lease is still on the ring). It never exits on its own: an exit that beat the kill
+     * would make the parent's check of the signal fail. */
     recv_msg(r, &m);
-    return 16;
+    for (;;) pause();
 }
 
 static void part_share(void) {
