@@ -89,6 +89,9 @@ func freeC(p *C.FerryRegionConfig) {
 // CreateRegion creates a region in a new sealed memory file; share it with a peer with Share.
 // cfg may be nil for the defaults.
 func CreateRegion(cfg *RegionConfig) (*Region, error) {
+	if abiErr != nil {
+		return nil, abiErr
+	}
 	cc := cfg.toC()
 	defer freeC(cc)
 	r := C.ferry_rgo_create(cc)
@@ -103,6 +106,9 @@ func CreateRegion(cfg *RegionConfig) (*Region, error) {
 // with OpenRegion while this process receives (Receive, a Receiver or a Server accept the peer).
 // The name is removed on Close.
 func CreateNamedRegion(name string, cfg *RegionConfig) (*Region, error) {
+	if abiErr != nil {
+		return nil, abiErr
+	}
 	if name == "" {
 		return nil, &Error{Status: StatusInvalidArgument, Msg: "empty region name"}
 	}
@@ -121,6 +127,9 @@ func CreateNamedRegion(name string, cfg *RegionConfig) (*Region, error) {
 // to 5 s, holding the calling OS thread) for the creator's answer. Errors match ErrNotFound,
 // ErrPermissionDenied, ErrBusy (the region has a peer) or ErrPeerGone (its creator is gone).
 func OpenRegion(name string) (*Region, error) {
+	if abiErr != nil {
+		return nil, abiErr
+	}
 	if name == "" {
 		return nil, &Error{Status: StatusInvalidArgument, Msg: "empty region name"}
 	}
@@ -136,6 +145,9 @@ func OpenRegion(name string) (*Region, error) {
 // ReceiveRegion receives a region that a peer shared on conn with Share, waiting up to timeout
 // (0: forever), and attaches to it. conn stays open and the caller's.
 func ReceiveRegion(conn *net.UnixConn, timeout time.Duration) (*Region, error) {
+	if abiErr != nil {
+		return nil, abiErr
+	}
 	sc, err := conn.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -400,8 +412,12 @@ func (r *Region) Stats() (RegionStats, error) {
 		InvalidIDs: uint64(c.invalid_ids)}, nil
 }
 
-// OpenRegions returns the number of region handles open in this process.
+// OpenRegions returns the number of region handles open in this process (0 when the linked library
+// is of another ABI version: then no region can be open).
 func OpenRegions() uint64 {
+	if abiErr != nil {
+		return 0
+	}
 	return uint64(C.ferry_rgo_count())
 }
 
