@@ -256,12 +256,28 @@ pub(crate) fn hung_up(sock: RawFd) -> bool {
     r > 0 && p.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR | libc::POLLNVAL) != 0
 }
 
-/// Waits up to `timeout_ms` for `fd` to be readable.
+/// Waits up to `timeout_ms` (-1: forever) for `fd` to be readable. A signal that interrupts the
+/// wait does not end it: poll is never restarted by the kernel (SA_RESTART or not), so the wait
+/// resumes for the time left.
 pub(crate) fn poll_in(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    // SAFETY: one valid pollfd.
-    let r = cvt(unsafe { libc::poll(&mut p, 1, timeout_ms) })?;
-    Ok(r > 0)
+    let deadline = (timeout_ms > 0)
+        .then(|| std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms as u64));
+    let mut wait = timeout_ms;
+    loop {
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd.
+        match cvt(unsafe { libc::poll(&mut p, 1, wait) }) {
+            Ok(r) => return Ok(r > 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                if let Some(d) = deadline {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    // Round up, so that the wait does not end early and report nothing.
+                    wait = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The abstract Unix-socket address for `token` (never a file: it goes when its listener does).
