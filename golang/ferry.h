@@ -658,7 +658,8 @@ FerryStatus ferry_region_recv(uint64_t region,
 // released after it, unless the callback returns that same id (an in-place reply). A different
 // buffer the callback returns must be one it allocated in the region; it is moved to the peer. A
 // failing callback sends an error reply (FERRY_REGION_MSG_ERROR, value = its detail code). Events
-// are skipped. Errors: INVALID_HANDLE
+// are skipped. A reply that cannot be sent does not stop the batch: every request is still
+// handled (its buffer released) before the first such error is returned. Errors: INVALID_HANDLE
 // (`region`, or a reply buffer the callback does not hold), INVALID_ARGUMENT (`max` is 0 or
 // `timeout_ms` < -1), PEER_GONE (the peer is gone and nothing was served), QUEUE_FULL (a reply
 // found the peer's ring full and was dropped), CORRUPT, SYSTEM_ERROR.

@@ -1112,7 +1112,9 @@ impl Region {
     /// (an in-place reply). A reply buffer from `f` is owned by this function, which moves it to
     /// the peer. `Err(detail)` from `f` sends an error reply (`MSG_ERROR`, value = detail, no
     /// buffer). Events are skipped. Returns how many requests were served; `PeerGone` when the
-    /// peer is gone and nothing was served.
+    /// peer is gone and nothing was served; the first error of a reply that could not be sent
+    /// (`QueueFull`, or `InvalidHandle` for a reply buffer `f` does not hold) once every request of
+    /// the batch has been handled.
     pub fn serve(
         &self,
         max: usize,
@@ -1127,6 +1129,9 @@ impl Region {
         let n = self.recv(&mut ms[..cap], timeout_ms)?;
         let mut served = 0;
         let mut gone = false;
+        // A reply that cannot be sent (a full ring) does not stop the batch: the requests after it
+        // are still served, or at least their buffers released, before the error is returned.
+        let mut failed = None;
         for m in &ms[..n] {
             if m.flags & (MSG_PEER_GONE | MSG_PEER_JOINED) != 0 {
                 gone |= m.flags & MSG_PEER_GONE != 0;
@@ -1157,9 +1162,12 @@ impl Region {
                 if e == RegionError::PeerGone || e == RegionError::Corrupt {
                     gone = true;
                 } else {
-                    return Err(e);
+                    failed.get_or_insert(e);
                 }
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         if served == 0 && gone {
             return Err(RegionError::PeerGone);

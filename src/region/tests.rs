@@ -326,3 +326,29 @@ fn a_signal_does_not_end_a_wait() {
         assert_eq!(waiter.join().unwrap().map(|n| n > 0), Ok(true), "the interrupted wait failed");
     });
 }
+
+/// A reply that finds the ring full does not strand the rest of the batch: every request's lease
+/// goes back before serve reports the full ring.
+#[test]
+fn serve_hands_back_every_request_when_a_reply_cannot_be_sent() {
+    let (a, b) = pair(Config { ring: 2, ..small() });
+    // Fill the ring towards b, then b sends two requests with buffers of its own.
+    a.send(0, 1, 0, 0, 0).unwrap();
+    a.send(0, 2, 0, 0, 0).unwrap();
+    for tag in [10, 11] {
+        let (id, _, _) = b.alloc(32).unwrap();
+        b.send(id, tag, 0, 0, SEND_MOVE).unwrap();
+    }
+    let mut seen = 0;
+    let r = a.serve(4, 2000, |_| {
+        seen += 1;
+        Ok((0, 0))
+    });
+    assert_eq!(r, Err(RegionError::QueueFull));
+    assert_eq!(seen, 2, "both requests were served");
+    assert_eq!(a.stats().held, 0, "no lease on a request is left behind");
+    // b gets its buffers back once it takes the leases' return into account.
+    let mut ms = [Message::default(); 4];
+    assert_eq!(b.recv(&mut ms, 0), Ok(2));
+    assert_eq!(b.largest_free(), b.stats().arena_bytes);
+}
