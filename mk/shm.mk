@@ -17,8 +17,11 @@ SHM_KILLS ?= 1000
 
 .PHONY: test-shm shm-example-build bench-shm
 
+# As for the demo (mk/demo.mk), the Go binaries are removed first: cgo does not track
+# target/release/libferry.a, so `go build` would keep a binary linked with an older library.
 shm-example-build: lib
 	@mkdir -p $(SHM_OUT)
+	rm -f $(SHM_OUT)/producer $(SHM_OUT)/gogo
 	$(CC) -std=c11 -Wall -Wextra -Werror -pedantic -O2 -I$(dir $(HEADER)) -o $(SHM_OUT)/consumer \
 		examples/shm/consumer.c $(C_LIBS)
 	cd examples/shm && $(GO) vet ./... && $(GO) build -o ../../$(SHM_OUT)/producer ./producer && \
