@@ -9,7 +9,8 @@ use std::fmt;
 ///   `ferry_status_message` (`src/ffi/status.rs`), and so `ffi/ferry.h`;
 /// - the Go package's `Status*` constants, names, messages and `Err*` sentinels
 ///   (`golang/status_gen.go`);
-/// - the messages of [`Error`] and [`crate::callback::CallError`] (through `msg`).
+/// - the messages of [`Error`], [`crate::callback::CallError`] and `crate::region::RegionError`
+///   (through `msg`).
 ///
 /// One line per status: `(value, RustVariant, NAME, "message", "doc line")`. The C name is
 /// `FERRY_STATUS_` + NAME (cbindgen derives it from the variant; `tests/header.rs` checks the two
@@ -23,8 +24,9 @@ use std::fmt;
 /// `golang/status_gen.go` (`cargo test --test header` fails until both are current). Then name the
 /// new status in the `Errors:` line and in the entry of [`crate::ffi::status::function_errors`] of
 /// each function that returns it (`tests/header.rs` checks the two agree). If a core error stands
-/// for it, give [`Error`] or [`crate::callback::CallError`] a variant whose message is `msg::Variant`
-/// and map it in the C layer (the compiler points at each `From` impl that must learn it).
+/// for it, give [`Error`], [`crate::callback::CallError`] or `crate::region::RegionError` a variant
+/// whose message is `msg::Variant` and map it in the C layer (the compiler points at each `From`
+/// impl that must learn it).
 ///
 /// [`FerryStatus::message`]: crate::ffi::FerryStatus::message
 macro_rules! status_table {
