@@ -143,6 +143,29 @@ fn round_trip(c: &mut Criterion) {
             queue::close(q).unwrap();
         });
     }
+    // The same with 256 in flight, submitted 64 per call (ferry_async_submit_batch).
+    g.bench_function(BenchmarkId::new("echo_window_batch64", 256), |b| {
+        let q = queue::create().unwrap();
+        let qref = queue::get(q).unwrap();
+        let req = Request { op: Op::Echo, input: 0, arg: 0, value: 0 };
+        b.iter(|| {
+            let (mut sent, mut got) = (0u64, 0u64);
+            while got < N {
+                while sent < N && sent - got + 64 <= 256 {
+                    let n = (N - sent).min(64);
+                    let (taken, r) = callback::pool::submit_batch(q, (sent..sent + n).map(|t| (t, req)));
+                    r.unwrap();
+                    sent += taken as u64;
+                }
+                got += qref
+                    .wait_into(256, None, |c| {
+                        black_box(c);
+                    })
+                    .unwrap() as u64;
+            }
+        });
+        queue::close(q).unwrap();
+    });
     g.finish();
     callback::shutdown().unwrap();
 }

@@ -231,6 +231,22 @@ typedef struct {
 // in the batch pass to the sink; `items` is valid only during the call. It must not unwind.
 typedef void (*FerrySinkFn)(void *user_data, const FerryCompletion *items, size_t n);
 
+// One job of a batch (ferry_async_submit_batch): the arguments of one ferry_async_submit.
+typedef struct {
+  // The tag its completion carries.
+  uint64_t tag;
+  // The operation, FERRY_OP_*.
+  uint32_t op;
+  // Set to 0.
+  uint32_t reserved;
+  // A buffer id borrowed for the call (0 for none), as for ferry_async_submit.
+  uint64_t input;
+  // The operation's argument.
+  uint64_t arg;
+  // A value passed through or to the callback.
+  uint64_t value;
+} FerryJob;
+
 // Counters of the callback machinery, for leak checks.
 typedef struct {
   // Callbacks registered and not unregistered.
@@ -503,6 +519,21 @@ FerryStatus ferry_async_submit(uint64_t queue,
                                uint64_t input,
                                uint64_t arg,
                                uint64_t value);
+
+// Submits the `n` jobs at `jobs` to the worker pool in one call: one lookup of `queue`, one lock
+// of the pool and at most one wake-up per worker for the whole batch, against one of each per
+// ferry_async_submit. Each job is what ferry_async_submit would submit with the same arguments.
+//
+// Jobs are taken in order. The first job that is refused stops the batch: it and the jobs after
+// it are not submitted, and its status is returned. `*accepted_out` (which may be NULL) receives
+// how many jobs were taken, each of which gets exactly one completion on `queue`. `jobs` may be
+// NULL when `n` is 0.
+// Errors: NULL_POINTER (`jobs`), TOO_LARGE (`n`), UNSUPPORTED, INVALID_HANDLE, INVALID_ARGUMENT,
+// CLOSED, QUEUE_FULL, ALLOC_FAILED, WOULD_DEADLOCK (each as for ferry_async_submit).
+FerryStatus ferry_async_submit_batch(uint64_t queue,
+                                     const FerryJob *jobs,
+                                     size_t n,
+                                     size_t *accepted_out);
 
 // Cancels the job with `tag` on `queue`: if it has not started it completes with CANCELLED without
 // running; if it is running it can see the flag (FERRY_OP_SLEEP does within a millisecond). Its

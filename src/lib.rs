@@ -33,6 +33,7 @@ pub mod region;
 #[cfg(loom)]
 #[path = "region/ring.rs"]
 mod region_ring;
+mod refcount;
 mod slots;
 pub mod stats;
 mod sync;
@@ -61,6 +62,7 @@ pub mod loom_api {
     pub use crate::callback::registry::{get, invoke, register, unregister};
     pub use crate::callback::{CallError, Payload};
     pub use crate::region_ring::{Consumer, Producer, Ring, RingError};
+    pub use crate::refcount::RefCount;
     pub use crate::slots::{Kind, Slots};
     pub use crate::stats::{Counters, GRAIN};
 

@@ -274,11 +274,17 @@ impl<T> Slots<T> {
     pub fn remove(&self, id: u64) -> Result<T, Error> {
         let k = self.key(id)?;
         let mut s = self.shard(k.shard).lock();
+        Self::take(&mut s, k).ok_or(Error::InvalidHandle)
+    }
+
+    /// Takes the value of slot `k` out of a locked shard, if `k` names it.
+    #[inline]
+    fn take(s: &mut Shard<T>, k: Key) -> Option<T> {
         let sl = match s.slots.get_mut(k.slot) {
             Some(sl) if sl.gen == k.gen && sl.val.is_some() => sl,
-            _ => return Err(Error::InvalidHandle),
+            _ => return None,
         };
-        let v = sl.val.take().expect("checked above");
+        let v = sl.val.take();
         match next_gen(sl.gen) {
             Some(g) => {
                 sl.gen = g;
@@ -287,12 +293,40 @@ impl<T> Slots<T> {
             None => sl.gen = RETIRED,
         }
         s.released += 1;
-        Ok(v)
+        v
     }
 
     /// The parts of `id` if it is of this table's kind. A shard past `nshards` needs no check of its
     /// own: it never holds a slot, so the lookup that follows fails.
     #[inline(always)]
+    /// Removes every id in `ids` (see [`Slots::remove`]), locking each shard once per run of ids
+    /// that fall in it, and returns the values taken, for the caller to drop after every lock is
+    /// let go. Ids that name no live value are skipped.
+    pub fn remove_many(&self, ids: &[u64]) -> Vec<T> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut i = 0;
+        while i < ids.len() {
+            let Ok(k) = self.key(ids[i]) else {
+                i += 1;
+                continue;
+            };
+            let mut s = self.shard(k.shard).lock();
+            while i < ids.len() {
+                match self.key(ids[i]) {
+                    Ok(k2) if k2.shard == k.shard => {
+                        if let Some(v) = Self::take(&mut s, k2) {
+                            out.push(v);
+                        }
+                        i += 1;
+                    }
+                    Ok(_) => break,
+                    Err(_) => i += 1,
+                }
+            }
+        }
+        out
+    }
+
     fn key(&self, id: u64) -> Result<Key, Error> {
         decode(id, self.kind).ok_or(Error::InvalidHandle)
     }
@@ -395,6 +429,23 @@ mod tests {
         for (i, id) in ids.into_iter().enumerate() {
             assert_eq!(t.remove(id), Ok(i as u32));
         }
+    }
+
+    #[test]
+    fn remove_many_takes_each_live_id_once_across_shards() {
+        let t: Slots<u32> = Slots::new(Kind::Buffer, 4);
+        let ids: Vec<u64> = (0..40).map(|i| t.insert(i).unwrap()).collect();
+        let mut mixed = vec![0, ids[3], u64::MAX, ids[3]];
+        mixed.extend(ids.iter().rev().copied());
+        let mut got = t.remove_many(&mixed);
+        got.sort();
+        assert_eq!(
+            got,
+            (0..40).collect::<Vec<u32>>(),
+            "each live id once; stale, repeated and forged skipped"
+        );
+        assert_eq!(t.live(), 0);
+        assert!(t.remove_many(&ids).is_empty());
     }
 
     #[test]

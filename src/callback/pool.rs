@@ -224,24 +224,71 @@ pub fn spawn(
 
 fn enqueue(queue: u64, tag: u64, work: Work) -> Result<(), CallError> {
     let done = Completer::on(queue::get(queue)?, tag)?;
+    let (n, r) = push_jobs(vec![Job { work, done }]);
+    debug_assert!(n == 1 || r.is_err());
+    r
+}
+
+/// Submits built-in operations in one go: one queue lookup, one lock of the pool and at most one
+/// wake-up per worker for the whole batch. Jobs are taken in order; the first that is refused
+/// stops the batch (it and the jobs after it are not submitted). Returns how many were taken,
+/// each of which gets exactly one completion, and `Ok` or the first refusal's error (the same
+/// errors as [`submit`]).
+pub fn submit_batch(
+    queue: u64,
+    jobs: impl IntoIterator<Item = (u64, Request)>,
+) -> (usize, Result<(), CallError>) {
+    let q = match queue::get(queue) {
+        Ok(q) => q,
+        Err(e) => return (0, Err(e)),
+    };
+    let mut ready = Vec::new();
+    let mut refused = Ok(());
+    for (tag, req) in jobs {
+        let job = Prepared::new(req)
+            .and_then(|p| Ok(Job { work: Work::Op(p), done: Completer::on(q.clone(), tag)? }));
+        match job {
+            Ok(j) => ready.push(j),
+            Err(e) => {
+                refused = Err(e);
+                break;
+            }
+        }
+    }
+    let (n, r) = push_jobs(ready);
+    (n, r.and(refused))
+}
+
+/// Queues `jobs` in order under one lock, until one is refused; wakes as many sleeping workers as
+/// there are new jobs. Returns how many were queued and the refusal, if any (the refused job and
+/// those after it give their tags up without a completion).
+fn push_jobs(jobs: Vec<Job>) -> (usize, Result<(), CallError>) {
     let nested = on_worker();
     let mut st = POOL.state.lock();
-    let refused = admit(&mut st, nested).err();
-    if let Some(e) = refused {
-        drop(st);
-        done.forget();
-        return Err(e);
+    let mut pushed = 0;
+    let mut rest = jobs.into_iter();
+    let mut refused = Ok(());
+    for job in rest.by_ref() {
+        if let Err(e) = admit(&mut st, nested) {
+            refused = Err(e);
+            drop(st);
+            job.done.forget();
+            for j in rest {
+                j.done.forget();
+            }
+            return (pushed, refused);
+        }
+        st.jobs.push_back(job);
+        pushed += 1;
     }
-    st.jobs.push_back(Job { work, done });
-    let wake = st.idle > st.signaled && st.jobs.len() > st.signaled;
-    if wake {
-        st.signaled += 1;
-    }
+    let sleeping = st.idle.saturating_sub(st.signaled);
+    let wake = sleeping.min(st.jobs.len().saturating_sub(st.signaled)).min(pushed);
+    st.signaled += wake;
     drop(st);
-    if wake {
+    for _ in 0..wake {
         POOL.cv.notify_one();
     }
-    Ok(())
+    (pushed, refused)
 }
 
 /// Decides whether one more job may be queued, starting the pool or an extra worker as needed.
@@ -590,8 +637,9 @@ mod tests {
         configure(PoolConfig::default()).unwrap();
         submit(q, 7, req(Op::Echo, 0, 0, 9)).unwrap();
         assert_eq!(drain(q, 1)[0].result.unwrap().value, 9);
+        // This queue's count: the process-wide one also counts other tests' jobs, running in parallel.
+        assert_eq!(queue::get(q).unwrap().in_flight(), 0);
         queue::close(q).unwrap();
-        assert_eq!(queue::in_flight(), 0);
         assert_eq!(
             configure(PoolConfig { threads: 0, ..PoolConfig::default() }),
             Err(CallError::InvalidArgument)

@@ -76,6 +76,7 @@ FUNCTIONS = (
     'ferry_queue_wait',
     'ferry_queue_post',
     'ferry_async_submit',
+    'ferry_async_submit_batch',
     'ferry_async_cancel',
     'ferry_pool_configure',
     'ferry_pool_shutdown',
@@ -132,6 +133,14 @@ typedef struct {
   uint32_t reserved;
 } FerryCompletion;
 typedef void (*FerrySinkFn)(void *user_data, const FerryCompletion *items, size_t n);
+typedef struct {
+  uint64_t tag;
+  uint32_t op;
+  uint32_t reserved;
+  uint64_t input;
+  uint64_t arg;
+  uint64_t value;
+} FerryJob;
 typedef struct {
   uint64_t registered;
   uint64_t alive;
@@ -217,6 +226,10 @@ FerryStatus ferry_async_submit(uint64_t queue,
                                uint64_t input,
                                uint64_t arg,
                                uint64_t value);
+FerryStatus ferry_async_submit_batch(uint64_t queue,
+                                     const FerryJob *jobs,
+                                     size_t n,
+                                     size_t *accepted_out);
 FerryStatus ferry_async_cancel(uint64_t queue, uint64_t tag);
 FerryStatus ferry_pool_configure(uint32_t threads, size_t queue_cap, size_t stack_size);
 FerryStatus ferry_pool_shutdown(void);

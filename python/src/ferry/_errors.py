@@ -151,15 +151,13 @@ class Unsupported(FerryError):
 
 
 class WouldDeadlock(FerryError):
-    """Work submitted from a worker thread found every worker busy and the pool at its most
-    workers: queued, it might never run while its submitter waits for it."""
+    """Work submitted from a worker thread found every worker busy and the pool at its most workers."""
 
     status = STATUS["WOULD_DEADLOCK"]
 
 
 class NestedTooDeep(FerryError, RecursionError):
-    """A callback was invoked with too little stack left on its thread (callbacks nested too
-    deeply); refused instead of overflowing the stack."""
+    """A callback was invoked with too little stack left on its thread (callbacks nested too deeply)."""
 
     status = STATUS["NESTED_TOO_DEEP"]
 
