@@ -296,9 +296,6 @@ impl<T> Slots<T> {
         v
     }
 
-    /// The parts of `id` if it is of this table's kind. A shard past `nshards` needs no check of its
-    /// own: it never holds a slot, so the lookup that follows fails.
-    #[inline(always)]
     /// Removes every id in `ids` (see [`Slots::remove`]), locking each shard once per run of ids
     /// that fall in it, and returns the values taken, for the caller to drop after every lock is
     /// let go. Ids that name no live value are skipped.
@@ -327,6 +324,9 @@ impl<T> Slots<T> {
         out
     }
 
+    /// The parts of `id` if it is of this table's kind. A shard past `nshards` needs no check of its
+    /// own: it never holds a slot, so the lookup that follows fails.
+    #[inline(always)]
     fn key(&self, id: u64) -> Result<Key, Error> {
         decode(id, self.kind).ok_or(Error::InvalidHandle)
     }
