@@ -28,12 +28,12 @@ pub mod error;
 pub mod ffi;
 #[cfg(not(loom))]
 mod pages;
+mod refcount;
 #[cfg(not(loom))]
 pub mod region;
 #[cfg(loom)]
 #[path = "region/ring.rs"]
 mod region_ring;
-mod refcount;
 mod slots;
 pub mod stats;
 mod sync;
@@ -61,8 +61,8 @@ pub mod loom_api {
     pub use crate::callback::hazard::FAILING_BARRIERS;
     pub use crate::callback::registry::{get, invoke, register, unregister};
     pub use crate::callback::{CallError, Payload};
-    pub use crate::region_ring::{Consumer, Producer, Ring, RingError};
     pub use crate::refcount::RefCount;
+    pub use crate::region_ring::{Consumer, Producer, Ring, RingError};
     pub use crate::slots::{Kind, Slots};
     pub use crate::stats::{Counters, GRAIN};
 

@@ -276,55 +276,62 @@ extern "C" fn note_signal(_: libc::c_int) {
 /// end it with an error: the wait resumes, and the message sent afterwards is received.
 #[test]
 fn a_signal_does_not_end_a_wait() {
+    use std::sync::atomic::{AtomicI64, Ordering::SeqCst};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
     let (a, b) = pair(small());
-    // SAFETY: installs a handler that only stores to an atomic, without SA_RESTART, for SIGUSR2 (which nothing
-    // else in this test binary uses); the sigaction struct is zeroed and then filled in.
+    // SAFETY: installs a handler that only stores to an atomic, without SA_RESTART, for SIGUSR2
+    // (which nothing else in this test binary uses); the sigaction struct is zeroed, then filled.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
         sa.sa_sigaction = note_signal as extern "C" fn(libc::c_int) as usize;
         libc::sigemptyset(&mut sa.sa_mask);
         assert_eq!(libc::sigaction(libc::SIGUSR2, &sa, std::ptr::null_mut()), 0);
     }
-    let tid = std::sync::atomic::AtomicI64::new(0);
-    std::thread::scope(|s| {
-        let waiter = s.spawn(|| -> Result<usize, RegionError> {
-            // SAFETY: gettid has no preconditions.
-            tid.store(i64::from(unsafe { libc::gettid() }), std::sync::atomic::Ordering::SeqCst);
-            let mut ms = [Message::default(); 4];
-            // Skip the join event, then wait for the message.
-            loop {
-                let n = b.recv(&mut ms, 60_000)?;
-                if ms[..n].iter().any(|m| m.tag == 9) {
-                    return Ok(n);
+    let tid = Arc::new(AtomicI64::new(0));
+    let waiter = std::thread::Builder::new()
+        .stack_size(1 << 20)
+        .spawn({
+            let tid = Arc::clone(&tid);
+            move || -> Result<usize, RegionError> {
+                // SAFETY: gettid has no preconditions.
+                tid.store(i64::from(unsafe { libc::gettid() }), SeqCst);
+                let mut ms = [Message::default(); 4];
+                // Skip the join event, then wait for the message.
+                loop {
+                    let n = b.recv(&mut ms, 60_000)?;
+                    if ms[..n].iter().any(|m| m.tag == 9) {
+                        return Ok(n);
+                    }
                 }
             }
-        });
-        // Signal the waiter once it sleeps in the wait, then send.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        loop {
-            let t = tid.load(std::sync::atomic::Ordering::SeqCst);
-            let state = std::fs::read_to_string(format!("/proc/self/task/{t}/stat"))
-                .ok()
-                .and_then(|st| st[st.rfind(')')? + 1..].trim_start().chars().next());
-            if t != 0 && state == Some('S') {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "the waiter never slept");
-            std::thread::yield_now();
+        })
+        .unwrap();
+    // Signal the waiter once it sleeps in the wait, then send.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t = tid.load(SeqCst);
+        let state = std::fs::read_to_string(format!("/proc/self/task/{t}/stat"))
+            .ok()
+            .and_then(|st| st[st.rfind(')')? + 1..].trim_start().chars().next());
+        if t != 0 && state == Some('S') {
+            break;
         }
-        let t = tid.load(std::sync::atomic::Ordering::SeqCst);
-        // SAFETY: signals a thread of this process that is still running (it waits for the send
-        // below), with a signal whose handler only stores to an atomic.
-        let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), t, libc::SIGUSR2) };
-        assert_eq!(r, 0);
-        // The handler has run (so the wait saw EINTR) before the message goes.
-        while !SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
-            assert!(std::time::Instant::now() < deadline, "the signal was not handled");
-            std::thread::yield_now();
-        }
-        a.send(0, 9, 0, 0, 0).unwrap();
-        assert_eq!(waiter.join().unwrap().map(|n| n > 0), Ok(true), "the interrupted wait failed");
-    });
+        assert!(Instant::now() < deadline, "the waiter never slept");
+        std::thread::yield_now();
+    }
+    // SAFETY: signals a thread of this process that is still running (it waits for the send
+    // below), with a signal whose handler only stores to an atomic.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid.load(SeqCst), libc::SIGUSR2) };
+    assert_eq!(r, 0);
+    // The handler has run (so the wait saw EINTR) before the message goes.
+    while !SIGNALLED.load(SeqCst) {
+        assert!(Instant::now() < deadline, "the signal was not handled");
+        std::thread::yield_now();
+    }
+    a.send(0, 9, 0, 0, 0).unwrap();
+    assert_eq!(waiter.join().unwrap().map(|n| n > 0), Ok(true), "the interrupted wait failed");
 }
 
 /// A reply that finds the ring full does not strand the rest of the batch: every request's lease
