@@ -33,6 +33,8 @@ var (
 	cleanupsRun atomic.Uint64
 	// releaseCrossings counts ferry_buffer_release_many calls made for the queue.
 	releaseCrossings atomic.Uint64
+	// releasesInFlight counts batches taken from the queue and not yet released.
+	releasesInFlight atomic.Int64
 )
 
 // releaseNow releases b's id for Close and stops counting its bytes.
@@ -66,9 +68,13 @@ func releaseFromCleanup(a cleanupArg) {
 	relq.mu.Unlock()
 }
 
-// takeQueue empties the queue; relq.mu must be held.
+// takeQueue empties the queue; relq.mu must be held. The caller must pass what it returns to
+// releaseMany.
 func takeQueue() ([]uint64, int64) {
 	ids, n := relq.ids, relq.bytes
+	if len(ids) > 0 {
+		releasesInFlight.Add(1)
+	}
 	relq.ids, relq.bytes = make([]uint64, 0, releaseBatch), 0
 	return ids, n
 }
@@ -99,4 +105,5 @@ func releaseMany(ids []uint64, n int64) {
 	C.ferry_buffer_release_many((*C.uint64_t)(unsafe.Pointer(&ids[0])), C.size_t(len(ids)), &released)
 	releaseCrossings.Add(1)
 	untrackBytes(n)
+	releasesInFlight.Add(-1)
 }
