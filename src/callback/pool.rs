@@ -268,23 +268,25 @@ fn push_jobs(jobs: Vec<Job>) -> (usize, Result<(), CallError>) {
     let mut pushed = 0;
     let mut rest = jobs.into_iter();
     let mut refused = Ok(());
+    let mut cut = None;
     for job in rest.by_ref() {
         if let Err(e) = admit(&mut st, nested) {
             refused = Err(e);
-            drop(st);
-            job.done.forget();
-            for j in rest {
-                j.done.forget();
-            }
-            return (pushed, refused);
+            cut = Some(job);
+            break;
         }
         st.jobs.push_back(job);
         pushed += 1;
     }
+    // The jobs queued before a refusal need their wake-ups as much as a whole batch does: a
+    // sleeping worker is never woken otherwise.
     let sleeping = st.idle.saturating_sub(st.signaled);
     let wake = sleeping.min(st.jobs.len().saturating_sub(st.signaled)).min(pushed);
     st.signaled += wake;
     drop(st);
+    for j in cut.into_iter().chain(rest) {
+        j.done.forget();
+    }
     for _ in 0..wake {
         POOL.cv.notify_one();
     }
@@ -586,6 +588,32 @@ mod tests {
         assert_eq!(got[0].result, Err(CallError::Cancelled));
         assert_eq!(got[1].result, Err(CallError::Cancelled));
         assert_eq!(ran.load(Ordering::SeqCst), 0, "a job cancelled before it started never runs");
+        queue::close(q).unwrap();
+        shutdown().unwrap();
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// A batch cut short by a full queue still wakes a sleeping worker for the jobs it queued
+    /// (push_jobs returned at the refusal before its wake-ups: the queued job waited forever).
+    #[test]
+    fn a_batch_cut_short_still_wakes_a_worker_for_what_it_queued() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, queue_cap: 1, ..PoolConfig::default() }).unwrap();
+        let q = queue::create().unwrap();
+        // Start the worker and let it go to sleep.
+        submit(q, 1, req(Op::Echo, 0, 0, 1)).unwrap();
+        assert_eq!(drain(q, 1).len(), 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while POOL.state.lock().idle != 1 {
+            assert!(std::time::Instant::now() < deadline, "the worker never went idle");
+            thread::yield_now();
+        }
+        let batch = [(10, req(Op::Echo, 0, 0, 10)), (11, req(Op::Echo, 0, 0, 11))];
+        assert_eq!(submit_batch(q, batch), (1, Err(CallError::QueueFull)));
+        let got = collect(q, 1, Duration::from_secs(60));
+        assert_eq!(got.len(), 1, "the queued job never ran: no worker was woken for it");
+        assert_eq!((got[0].tag, got[0].result), (10, Ok(Payload { buffer: 0, value: 10 })));
         queue::close(q).unwrap();
         shutdown().unwrap();
         configure(PoolConfig::default()).unwrap();
