@@ -43,6 +43,15 @@
 // ReadStats reports the counters, the limits in force and where they came from, and
 // PublishExpvar exports them.
 //
+// # Heap profile
+//
+// Go's heap profile cannot see Rust memory either, so ferry keeps its own: Buffers are sampled as
+// they are made, on average one per DefaultHeapProfileRate bytes (SetHeapProfileRate, or
+// FERRY_HEAP_PROFILE_RATE read at start-up), and a sampled Buffer's creation stack is kept until
+// its bytes are released. WriteHeapProfile writes it for go tool pprof, with the open Buffers by
+// creation stack (inuse_space, the default) and the Buffers the GC cleanup released because they
+// were never closed (dropped_space); HeapProfileHandler serves it over HTTP.
+//
 // # Regions
 //
 // A Region is memory shared with another process (Linux): buffers allocated in it (Alloc) have

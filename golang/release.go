@@ -41,6 +41,7 @@ var (
 func releaseNow(b *Buffer) error {
 	err := statusErr(C.ferry_buffer_release(C.uint64_t(b.id)))
 	untrack(b)
+	profileFree(b)
 	return err
 }
 
@@ -48,6 +49,7 @@ func releaseNow(b *Buffer) error {
 // without Close, and queues the id for a batched release.
 func releaseFromCleanup(a cleanupArg) {
 	cleanupsRun.Add(1)
+	profileDropped(a.prof)
 	relq.mu.Lock()
 	relq.ids = append(relq.ids, a.id)
 	relq.bytes += a.n

@@ -268,27 +268,30 @@ fn push_jobs(jobs: Vec<Job>) -> (usize, Result<(), CallError>) {
     let mut pushed = 0;
     let mut rest = jobs.into_iter();
     let mut refused = Ok(());
-    let mut cut = None;
+
+    let mut left = Vec::new();
     for job in rest.by_ref() {
         if let Err(e) = admit(&mut st, nested) {
             refused = Err(e);
-            cut = Some(job);
+            left.push(job);
+            left.extend(rest.by_ref());
             break;
         }
         st.jobs.push_back(job);
         pushed += 1;
     }
-    // The jobs queued before a refusal need their wake-ups as much as a whole batch does: a
-    // sleeping worker is never woken otherwise.
+    // Wake for what was queued, refused or not (a batch refused part-way still queued its first
+    // jobs).
     let sleeping = st.idle.saturating_sub(st.signaled);
     let wake = sleeping.min(st.jobs.len().saturating_sub(st.signaled)).min(pushed);
     st.signaled += wake;
     drop(st);
-    for j in cut.into_iter().chain(rest) {
-        j.done.forget();
-    }
     for _ in 0..wake {
         POOL.cv.notify_one();
+    }
+    // The refused job and those after it give their tags up, after the lock is let go.
+    for j in left {
+        j.done.forget();
     }
     (pushed, refused)
 }
@@ -593,32 +596,6 @@ mod tests {
         configure(PoolConfig::default()).unwrap();
     }
 
-    /// A batch cut short by a full queue still wakes a sleeping worker for the jobs it queued
-    /// (push_jobs returned at the refusal before its wake-ups: the queued job waited forever).
-    #[test]
-    fn a_batch_cut_short_still_wakes_a_worker_for_what_it_queued() {
-        let _g = TEST_LOCK.lock();
-        shutdown().unwrap();
-        configure(PoolConfig { threads: 1, queue_cap: 1, ..PoolConfig::default() }).unwrap();
-        let q = queue::create().unwrap();
-        // Start the worker and let it go to sleep.
-        submit(q, 1, req(Op::Echo, 0, 0, 1)).unwrap();
-        assert_eq!(drain(q, 1).len(), 1);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while POOL.state.lock().idle != 1 {
-            assert!(std::time::Instant::now() < deadline, "the worker never went idle");
-            thread::yield_now();
-        }
-        let batch = [(10, req(Op::Echo, 0, 0, 10)), (11, req(Op::Echo, 0, 0, 11))];
-        assert_eq!(submit_batch(q, batch), (1, Err(CallError::QueueFull)));
-        let got = collect(q, 1, Duration::from_secs(60));
-        assert_eq!(got.len(), 1, "the queued job never ran: no worker was woken for it");
-        assert_eq!((got[0].tag, got[0].result), (10, Ok(Payload { buffer: 0, value: 10 })));
-        queue::close(q).unwrap();
-        shutdown().unwrap();
-        configure(PoolConfig::default()).unwrap();
-    }
-
     #[test]
     fn shutdown_closes_waiting_jobs_joins_workers_and_restarts() {
         let _g = TEST_LOCK.lock();
@@ -857,6 +834,28 @@ mod tests {
         assert_eq!(workers(), 1, "the worker survived");
         submit(q, 3, req(Op::Echo, 0, 0, 9)).unwrap();
         assert_eq!(collect(q, 1, Duration::from_secs(60))[0].result.unwrap().value, 9);
+        queue::close(q).unwrap();
+        shutdown().unwrap();
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// A batch refused part-way (here: the queue is full after its first job) still runs the jobs
+    /// it queued: the sleeping worker is woken for them (it was not, at first, and the job hung).
+    #[test]
+    fn a_batch_refused_part_way_runs_what_it_queued() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, queue_cap: 1, ..PoolConfig::default() }).unwrap();
+        let q = queue::create().unwrap();
+        // Start the pool and let its worker go to sleep on an empty queue.
+        submit(q, 0, req(Op::Echo, 0, 0, 0)).unwrap();
+        assert_eq!(collect(q, 1, Duration::from_secs(60)).len(), 1);
+        let (taken, r) = submit_batch(q, (1..4).map(|t| (t, req(Op::Echo, 0, 0, t))));
+        assert_eq!((taken, r), (1, Err(CallError::QueueFull)));
+        let got = collect(q, 1, Duration::from_secs(60));
+        assert_eq!(got.len(), 1, "the queued job of a refused batch never ran");
+        assert_eq!(got[0].result.unwrap().value, 1);
+        assert_eq!(queue::get(q).unwrap().in_flight(), 0, "the refused jobs gave their tags up");
         queue::close(q).unwrap();
         shutdown().unwrap();
         configure(PoolConfig::default()).unwrap();
