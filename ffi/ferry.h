@@ -49,6 +49,33 @@
 // with its result.
 #define FERRY_OP_CALL 5
 
+// Message flag: the message gives back the lease the sender held on one of the receiver's own
+// buffers (the sender used FERRY_REGION_SEND_MOVE on a buffer it had received).
+#define FERRY_REGION_MSG_RETURN 1
+
+// Message flag: the id failed validation (stale, forged, out of bounds); id, ptr and len are 0.
+#define FERRY_REGION_MSG_INVALID 2
+
+// Event: a peer attached to the region (only the process that offered the region sees it).
+#define FERRY_REGION_MSG_PEER_JOINED 4
+
+// Event: the peer closed the region or died; every lease it held was reclaimed. Messages it sent
+// before are delivered first.
+#define FERRY_REGION_MSG_PEER_GONE 8
+
+// Set with FERRY_REGION_MSG_PEER_GONE when the peer was disconnected for corrupting the region.
+#define FERRY_REGION_MSG_CORRUPT 16
+
+// Message flag: the sender marked the message as an error reply (FERRY_REGION_SEND_ERROR).
+#define FERRY_REGION_MSG_ERROR 32
+
+// Send flag: give up the caller's hold on the id with the message (its own reference, or the
+// lease it received), in the same call.
+#define FERRY_REGION_SEND_MOVE 1
+
+// Send flag: mark the message as an error reply.
+#define FERRY_REGION_SEND_ERROR 2
+
 // The result of every ferry C call. Values are stable: they are never renumbered, and new ones are
 // only ever appended.
 //
@@ -100,6 +127,21 @@ enum FerryStatus
   // A callback was invoked with too little stack left on its thread (callbacks nested too deeply);
   // refused instead of overflowing the stack.
   FERRY_STATUS_NESTED_TOO_DEEP = 18,
+  // A region has no peer: none attached yet, or it closed the region or died.
+  FERRY_STATUS_PEER_GONE = 19,
+  // A region's shared metadata failed a check (the peer wrote something impossible); the peer was
+  // disconnected and this process's own state is intact.
+  FERRY_STATUS_CORRUPT = 20,
+  // A region already has a peer, or a name is already taken by a live region.
+  FERRY_STATUS_BUSY = 21,
+  // No region has that name.
+  FERRY_STATUS_NOT_FOUND = 22,
+  // The region's name exists but this user may not open it.
+  FERRY_STATUS_PERMISSION_DENIED = 23,
+  // A system call failed (out of descriptors, of memory for a mapping, ...).
+  FERRY_STATUS_SYSTEM_ERROR = 24,
+  // A region's arena has no room (or no free slot) for the buffer; releases make room.
+  FERRY_STATUS_REGION_FULL = 25,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -218,6 +260,69 @@ typedef struct {
   // Worker threads running.
   uint64_t workers;
 } FerryCallbackStats;
+
+// How to make a region; a zero field takes its default. Pass NULL for all defaults.
+typedef struct {
+  // Message-ring entries per direction: a power of two, 2..=65536 (default 1024).
+  uint64_t ring;
+  // Buffers each process can have allocated at once: 1..=1048576 (default 4096).
+  uint64_t slots;
+  // Bytes of each process's arena, rounded up to 4 KiB, at most 1 TiB (default 64 MiB). Pages
+  // take memory only once written.
+  uint64_t arena;
+  // Permission bits of a named region's name: must include 0600 (default 0600). With no bits
+  // for group or others, the creator also refuses peers of another user id (root excepted).
+  uint32_t mode;
+} FerryRegionConfig;
+
+// A received message, or an event (FERRY_REGION_MSG_PEER_*; id 0).
+//
+// Ownership: a non-zero `id` is held by the receiver, which releases it once
+// (ferry_region_release) or sends it on with FERRY_REGION_SEND_MOVE. `ptr`/`len` is the buffer in
+// this process's mapping, valid until that release or until the region is closed; `ptr` is NULL
+// when `len` is 0.
+typedef struct {
+  // The buffer id, or 0 for none.
+  uint64_t id;
+  // The buffer's first byte in this process, or NULL.
+  uint8_t *ptr;
+  // The buffer's length.
+  size_t len;
+  // The sender's value.
+  uint64_t value;
+  // The sender's correlation number.
+  uint64_t corr;
+  // The sender's tag.
+  uint32_t tag;
+  // FERRY_REGION_MSG_* flags.
+  uint32_t flags;
+} FerryRegionMsg;
+
+// Counters of one region handle.
+typedef struct {
+  // This process's seat: 0 for the creator, 1 for the peer.
+  uint32_t seat;
+  // The peer: 0 none yet, 1 offered (not attached yet), 2 attached, 3 gone.
+  uint32_t peer;
+  // Buffers of this process's arena that are live (held here or lent to the peer).
+  uint64_t own_buffers;
+  // Holds this process has on its own buffers.
+  uint64_t own_refs;
+  // Leases the peer holds on this process's buffers.
+  uint64_t lent;
+  // Leases this process holds on the peer's buffers.
+  uint64_t held;
+  // Bytes of this process's arena in use.
+  uint64_t used_bytes;
+  // Bytes of each process's arena.
+  uint64_t arena_bytes;
+  // Peers that closed the region or died, and whose leases were reclaimed.
+  uint64_t peers_gone;
+  // Checks of shared metadata that failed.
+  uint64_t corrupt;
+  // Received ids that failed validation.
+  uint64_t invalid_ids;
+} FerryRegionStats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -461,6 +566,145 @@ FerryStatus ferry_callback_stats(FerryCallbackStats *stats_out);
 // feature; never in a release library.
 FerryStatus ferry_fault_panic_next(const char *name);
 #endif
+
+// Creates a region in a new sealed memfd (shared later with ferry_region_share) and stores its
+// handle in `*region_out`.
+//
+// `cfg` may be NULL for the defaults. The caller owns the handle and closes it once
+// (ferry_region_close). Errors: NULL_POINTER (`region_out`), INVALID_ARGUMENT (a config field out
+// of its domain), SYSTEM_ERROR (a system call failed: out of descriptors, of memory for the
+// mapping), TABLE_FULL.
+FerryStatus ferry_region_create(const FerryRegionConfig *cfg, uint64_t *region_out);
+
+// Creates a region and publishes it under `name` (`name_len` bytes, no NUL needed: letters,
+// digits, '-', '_', '.'), for unrelated processes to open with ferry_region_open.
+//
+// The name is a file in /dev/shm created with `cfg->mode` (0600 by default, so only this user
+// can open it); it holds a random rendezvous token and is removed when the handle is closed. A
+// name left by a creator that died is taken over. The handle accepts its peer while it receives
+// (ferry_region_recv): wait on ferry_region_fd. Errors: NULL_POINTER (`region_out`, or `name_ptr`
+// with a length), INVALID_ARGUMENT (an empty name, one longer than 200 bytes or with another
+// character, or a config field out of its domain), BUSY (the name belongs to a live region),
+// PERMISSION_DENIED (this user may not create files in /dev/shm), SYSTEM_ERROR, TABLE_FULL.
+FerryStatus ferry_region_create_named(const uint8_t *name_ptr,
+                                      size_t name_len,
+                                      const FerryRegionConfig *cfg,
+                                      uint64_t *region_out);
+
+// Opens the region published under `name` and attaches to it as the peer; stores the handle in
+// `*region_out`. Waits up to 5 s for the creator's answer (the creator answers while it receives).
+//
+// Errors: NULL_POINTER, INVALID_ARGUMENT (a name ferry_region_create_named would refuse),
+// NOT_FOUND, PERMISSION_DENIED (the name's mode or the creator refused this user), BUSY (the
+// region already has a peer), PEER_GONE (the creator is gone), CORRUPT (the handshake or the
+// mapping failed a check), SYSTEM_ERROR (a system call failed, or the creator did not answer
+// within 5 s), TABLE_FULL.
+FerryStatus ferry_region_open(const uint8_t *name_ptr, size_t name_len, uint64_t *region_out);
+
+// Shares the region with the process at the other end of the connected Unix socket `sock`
+// (which receives it with ferry_region_from_socket): sends the mapping, the doorbells and one end
+// of a new link with SCM_RIGHTS. ferry does not keep or close `sock`.
+//
+// Errors: INVALID_HANDLE, INVALID_ARGUMENT (`sock` < 0), BUSY (the region has a peer, or still
+// holds buffers of one that is gone), SYSTEM_ERROR (the send failed, `sock` being no connected
+// Unix socket for instance; the region stays unshared).
+FerryStatus ferry_region_share(uint64_t region, int sock);
+
+// Receives a region shared on the Unix socket `sock`, waiting up to `timeout_ms` (-1: forever),
+// attaches to it as the peer, and stores the handle in `*region_out`. ferry does not keep `sock`.
+//
+// Errors: NULL_POINTER, INVALID_ARGUMENT (`sock` < 0 or `timeout_ms` < -1), PEER_GONE (nothing
+// came in time, or the socket closed), CORRUPT (not a ferry handshake, or the mapping failed a
+// check), BUSY (the handshake offers a seat that is no longer on offer: a replayed one),
+// SYSTEM_ERROR (the receive failed: `sock` is not a socket, say), TABLE_FULL.
+FerryStatus ferry_region_from_socket(int sock, int32_t timeout_ms, uint64_t *region_out);
+
+// Closes a region handle. Every id of the region held by this process and every pointer into the
+// mapping become invalid; the mapping and descriptors are released once no call using the handle
+// is running. The peer sees the link close and reclaims the leases this process held.
+// Errors: INVALID_HANDLE.
+FerryStatus ferry_region_close(uint64_t region);
+
+// Stores in `*fd_out` the descriptor to wait on (poll/epoll for input): it becomes readable when a
+// receive that returned nothing would find something (a message, a peer joining or going).
+//
+// The descriptor belongs to the handle: do not close it; it is valid until ferry_region_close.
+// Errors: INVALID_HANDLE, NULL_POINTER.
+FerryStatus ferry_region_fd(uint64_t region, int *fd_out);
+
+// Sets the busy-poll budget of the handle: a receive that finds nothing spins for up to `ns`
+// nanoseconds (at most 10,000,000) before it arms the doorbell and waits. 0 turns spinning off.
+// Spinning holds the calling thread. Errors: INVALID_HANDLE, INVALID_ARGUMENT.
+FerryStatus ferry_region_set_spin(uint64_t region, uint64_t ns);
+
+// Allocates `len` bytes in this process's arena of the region and stores the id and view in
+// `*view_out`.
+//
+// The id is valid in the peer too once sent to it. The caller holds it and releases it once; the
+// memory is reused only when the caller and every lease sent with it have let go. The bytes are
+// not cleared (a reused range holds old data). Errors: INVALID_HANDLE, NULL_POINTER, REGION_FULL.
+FerryStatus ferry_region_alloc(uint64_t region, size_t len, FerryView *view_out);
+
+// Stores the view of `id` in `*view_out`: a buffer this process holds in the region (its own, or
+// one received from the peer). Errors: INVALID_HANDLE (not held here), NULL_POINTER.
+FerryStatus ferry_region_view(uint64_t region, uint64_t id, FerryView *view_out);
+
+// Releases one hold on `id`: the caller's own buffer, or a lease on the peer's (which goes back
+// to the peer). A second release of the same hold is INVALID_HANDLE. Errors: INVALID_HANDLE.
+FerryStatus ferry_region_release(uint64_t region, uint64_t id);
+
+// Sends a message to the peer: `id` (0 for none; a buffer this process holds in the region),
+// `tag`, `value` and `corr`. The receiver gets its own hold on `id`; with FERRY_REGION_SEND_MOVE
+// the caller's hold is given up in the same call (on error it is kept). Wakes the peer if it
+// waits. Errors: INVALID_HANDLE, INVALID_ARGUMENT (unknown flags), QUEUE_FULL (try again once
+// the peer has received), PEER_GONE, CORRUPT (the peer was disconnected).
+FerryStatus ferry_region_send(uint64_t region,
+                              uint64_t id,
+                              uint32_t tag,
+                              uint64_t value,
+                              uint64_t corr,
+                              uint32_t flags);
+
+// Receives up to `cap` messages into `msgs_out` and stores how many in `*n_out`, waiting up to
+// `timeout_ms` for the first (-1: forever; 0: do not wait). A batch is everything that is ready,
+// up to `cap`.
+//
+// With timeout 0 and nothing ready, the call also arms the doorbell, so that ferry_region_fd
+// becomes readable when something arrives: a caller with its own event loop receives with 0 and
+// waits on the descriptor when it gets 0 messages. Errors: INVALID_HANDLE, NULL_POINTER,
+// INVALID_ARGUMENT (`cap` is 0 or `timeout_ms` < -1), CORRUPT (the peer was disconnected; its
+// FERRY_REGION_MSG_PEER_GONE event comes with the next receive), SYSTEM_ERROR.
+FerryStatus ferry_region_recv(uint64_t region,
+                              FerryRegionMsg *msgs_out,
+                              size_t cap,
+                              int32_t timeout_ms,
+                              size_t *n_out);
+
+// Serves requests with a registered ferry callback (ferry_callback_register): waits up to
+// `timeout_ms` for messages (at most `max` of them), and for each calls `callback` with the
+// message's buffer id and value, then sends the callback's result back with the request's tag and
+// corr, and stores how many were served in `*served_out` (may be NULL).
+//
+// The request's buffer is lent to the callback for the call (view it with ferry_region_view) and
+// released after it, unless the callback returns that same id (an in-place reply). A different
+// buffer the callback returns must be one it allocated in the region; it is moved to the peer. A
+// failing callback sends an error reply (FERRY_REGION_MSG_ERROR, value = its detail code). Events
+// are skipped. A reply that cannot be sent does not stop the batch: every request is still
+// handled (its buffer released) before the first such error is returned. Errors: INVALID_HANDLE
+// (`region`, or a reply buffer the callback does not hold), INVALID_ARGUMENT (`max` is 0 or
+// `timeout_ms` < -1), PEER_GONE (the peer is gone and nothing was served), QUEUE_FULL (a reply
+// found the peer's ring full and was dropped), CORRUPT, SYSTEM_ERROR.
+FerryStatus ferry_region_serve(uint64_t region,
+                               uint64_t callback,
+                               size_t max,
+                               int32_t timeout_ms,
+                               size_t *served_out);
+
+// Stores the handle's counters in `*stats_out`. Errors: INVALID_HANDLE, NULL_POINTER.
+FerryStatus ferry_region_stats(uint64_t region, FerryRegionStats *stats_out);
+
+// Stores the number of region handles open in this process in `*n_out`. Errors: NULL_POINTER.
+FerryStatus ferry_region_count(uint64_t *n_out);
 
 // Copies the message for `status` into `buf` as a NUL-terminated string, truncated to fit `len`
 // bytes (NUL included), and stores the full message length (without the NUL) in `*n_out`.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // linkedABIEnv names the ABI version a test run expects the linked library to report. Unset, the
@@ -79,6 +80,13 @@ func TestLinkedABI(t *testing.T) {
 	calls["ShutdownAsync"] = ShutdownAsync()
 	_, calls["ReadStats"] = ReadStats()
 	calls["ResetPeak"] = ResetPeak()
+	_, calls["CreateRegion"] = CreateRegion(nil)
+	_, calls["CreateNamedRegion"] = CreateNamedRegion("ferry-abi-test", nil)
+	_, calls["OpenRegion"] = OpenRegion("ferry-abi-test")
+	_, calls["ReceiveRegion"] = ReceiveRegion(nil, time.Second) // refused before conn is used
+	if n := OpenRegions(); n != 0 {
+		t.Errorf("OpenRegions with a library of ABI version %d: %d, want 0", want, n)
+	}
 	SetSoftLimit(1 << 20) // returns no error; it must not reach the library either
 	for name, err := range calls {
 		var m *ABIMismatchError

@@ -52,6 +52,13 @@
 // creation stack (inuse_space, the default) and the Buffers the GC cleanup released because they
 // were never closed (dropped_space); HeapProfileHandler serves it over HTTP.
 //
+// # Regions
+//
+// A Region is memory shared with another process (Linux): buffers allocated in it (Alloc) have
+// ids valid in both processes, messages carry them on a ring with a lease for the receiver, and a
+// peer that dies has its leases reclaimed. Waiting (Receive, Receiver, Client, Serve) parks the
+// goroutine in the netpoller. See region.go and examples/shm.
+//
 // # Linking and build tags
 //
 // The package compiles against its own copy of ferry.h and links the ferry library one of three

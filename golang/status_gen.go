@@ -77,10 +77,37 @@ const (
 	// stack left on its thread (callbacks nested too deeply); refused instead of overflowing the
 	// stack.
 	StatusNestedTooDeep Status = C.FERRY_STATUS_NESTED_TOO_DEEP
+
+	// StatusPeerGone is FERRY_STATUS_PEER_GONE: a region has no peer: none attached yet, or it closed
+	// the region or died.
+	StatusPeerGone Status = C.FERRY_STATUS_PEER_GONE
+
+	// StatusCorrupt is FERRY_STATUS_CORRUPT: a region's shared metadata failed a check (the peer wrote
+	// something impossible); the peer was disconnected and this process's own state is intact.
+	StatusCorrupt Status = C.FERRY_STATUS_CORRUPT
+
+	// StatusBusy is FERRY_STATUS_BUSY: a region already has a peer, or a name is already taken by a
+	// live region.
+	StatusBusy Status = C.FERRY_STATUS_BUSY
+
+	// StatusNotFound is FERRY_STATUS_NOT_FOUND: no region has that name.
+	StatusNotFound Status = C.FERRY_STATUS_NOT_FOUND
+
+	// StatusPermissionDenied is FERRY_STATUS_PERMISSION_DENIED: the region's name exists but this user
+	// may not open it.
+	StatusPermissionDenied Status = C.FERRY_STATUS_PERMISSION_DENIED
+
+	// StatusSystemError is FERRY_STATUS_SYSTEM_ERROR: a system call failed (out of descriptors, of
+	// memory for a mapping, ...).
+	StatusSystemError Status = C.FERRY_STATUS_SYSTEM_ERROR
+
+	// StatusRegionFull is FERRY_STATUS_REGION_FULL: a region's arena has no room (or no free slot) for
+	// the buffer; releases make room.
+	StatusRegionFull Status = C.FERRY_STATUS_REGION_FULL
 )
 
 // numStatuses is the number of statuses: every Status below it has a name and a message.
-const numStatuses = 19
+const numStatuses = 26
 
 // statusInfo holds each status's name (as in ferry.h, without the FERRY_STATUS_ prefix) and the
 // message ferry_status_message returns for it, indexed by Status, so the Go side never needs a
@@ -105,6 +132,13 @@ var statusInfo = [numStatuses]struct{ name, msg string }{
 	{"UNSUPPORTED", "unsupported operation"},
 	{"WOULD_DEADLOCK", "every worker is busy with work that may wait on the pool, and no more may start"},
 	{"NESTED_TOO_DEEP", "callbacks are nested too deeply for this thread's stack"},
+	{"PEER_GONE", "the region's peer is gone"},
+	{"CORRUPT", "the region's shared metadata is corrupt"},
+	{"BUSY", "busy: the region already has a peer or the name is taken"},
+	{"NOT_FOUND", "no region has that name"},
+	{"PERMISSION_DENIED", "permission denied"},
+	{"SYSTEM_ERROR", "a system call failed"},
+	{"REGION_FULL", "the region has no room for the buffer"},
 }
 
 // The sentinel errors, one per failure status. Compare with errors.Is; they match any *Error
@@ -163,6 +197,27 @@ var (
 
 	// ErrNestedTooDeep matches every *Error whose Status is StatusNestedTooDeep.
 	ErrNestedTooDeep error = &Error{Status: StatusNestedTooDeep}
+
+	// ErrPeerGone matches every *Error whose Status is StatusPeerGone.
+	ErrPeerGone error = &Error{Status: StatusPeerGone}
+
+	// ErrCorrupt matches every *Error whose Status is StatusCorrupt.
+	ErrCorrupt error = &Error{Status: StatusCorrupt}
+
+	// ErrBusy matches every *Error whose Status is StatusBusy.
+	ErrBusy error = &Error{Status: StatusBusy}
+
+	// ErrNotFound matches every *Error whose Status is StatusNotFound.
+	ErrNotFound error = &Error{Status: StatusNotFound}
+
+	// ErrPermissionDenied matches every *Error whose Status is StatusPermissionDenied.
+	ErrPermissionDenied error = &Error{Status: StatusPermissionDenied}
+
+	// ErrSystemError matches every *Error whose Status is StatusSystemError.
+	ErrSystemError error = &Error{Status: StatusSystemError}
+
+	// ErrRegionFull matches every *Error whose Status is StatusRegionFull.
+	ErrRegionFull error = &Error{Status: StatusRegionFull}
 )
 
 // statusSentinels holds the sentinel error of each status, indexed by Status (nil for StatusOK).
@@ -186,4 +241,11 @@ var statusSentinels = [numStatuses]error{
 	ErrUnsupported,
 	ErrWouldDeadlock,
 	ErrNestedTooDeep,
+	ErrPeerGone,
+	ErrCorrupt,
+	ErrBusy,
+	ErrNotFound,
+	ErrPermissionDenied,
+	ErrSystemError,
+	ErrRegionFull,
 }

@@ -7,7 +7,8 @@
 #     rel-model            1,000,000 random C ABI calls checked against a model
 #     rel-fault            a panic injected into every exported function, and failing heavy barriers
 #                          under the callback registry (--features fault-injection)
-#     rel-loom             loom: the real slot core, byte accounting and callback registry (--cfg loom)
+#     rel-loom             loom: the real slot core, byte accounting, callback registry and region ring
+#                          (--cfg loom)
 #     rel-signals          c_tests/rel_signals.c: dlopen + use installs no signal handler; thread stacks
 #     rel-go               Go: signal dispositions and SA_ONSTACK kept, short soak (1,000,000 cycles),
 #                          RSS against live bytes with 2 GiB of 1 MiB buffers dropped (glibc defaults)

@@ -9,7 +9,8 @@ use std::fmt;
 ///   `ferry_status_message` (`src/ffi/status.rs`), and so `ffi/ferry.h`;
 /// - the Go package's `Status*` constants, names, messages and `Err*` sentinels
 ///   (`golang/status_gen.go`);
-/// - the messages of [`Error`] and [`crate::callback::CallError`] (through `msg`).
+/// - the messages of [`Error`], [`crate::callback::CallError`] and `crate::region::RegionError`
+///   (through `msg`).
 ///
 /// One line per status: `(value, RustVariant, NAME, "message", "doc line")`. The C name is
 /// `FERRY_STATUS_` + NAME (cbindgen derives it from the variant; `tests/header.rs` checks the two
@@ -23,8 +24,9 @@ use std::fmt;
 /// `golang/status_gen.go` (`cargo test --test header` fails until both are current). Then name the
 /// new status in the `Errors:` line and in the entry of [`crate::ffi::status::function_errors`] of
 /// each function that returns it (`tests/header.rs` checks the two agree). If a core error stands
-/// for it, give [`Error`] or [`crate::callback::CallError`] a variant whose message is `msg::Variant`
-/// and map it in the C layer (the compiler points at each `From` impl that must learn it).
+/// for it, give [`Error`], [`crate::callback::CallError`] or `crate::region::RegionError` a variant
+/// whose message is `msg::Variant` and map it in the C layer (the compiler points at each `From`
+/// impl that must learn it).
 ///
 /// [`FerryStatus::message`]: crate::ffi::FerryStatus::message
 macro_rules! status_table {
@@ -49,6 +51,13 @@ macro_rules! status_table {
             (16, Unsupported, UNSUPPORTED, "unsupported operation", "The operation name or code is not known."),
             (17, WouldDeadlock, WOULD_DEADLOCK, "every worker is busy with work that may wait on the pool, and no more may start", "Work submitted from a worker thread found every worker busy and the pool at its most workers: queued, it might never run while its submitter waits for it."),
             (18, NestedTooDeep, NESTED_TOO_DEEP, "callbacks are nested too deeply for this thread's stack", "A callback was invoked with too little stack left on its thread (callbacks nested too deeply); refused instead of overflowing the stack."),
+            (19, PeerGone, PEER_GONE, "the region's peer is gone", "A region has no peer: none attached yet, or it closed the region or died."),
+            (20, Corrupt, CORRUPT, "the region's shared metadata is corrupt", "A region's shared metadata failed a check (the peer wrote something impossible); the peer was disconnected and this process's own state is intact."),
+            (21, Busy, BUSY, "busy: the region already has a peer or the name is taken", "A region already has a peer, or a name is already taken by a live region."),
+            (22, NotFound, NOT_FOUND, "no region has that name", "No region has that name."),
+            (23, PermissionDenied, PERMISSION_DENIED, "permission denied", "The region's name exists but this user may not open it."),
+            (24, SystemError, SYSTEM_ERROR, "a system call failed", "A system call failed (out of descriptors, of memory for a mapping, ...)."),
+            (25, RegionFull, REGION_FULL, "the region has no room for the buffer", "A region's arena has no room (or no free slot) for the buffer; releases make room."),
         }
     };
 }

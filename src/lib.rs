@@ -19,7 +19,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 // Under `--cfg loom` only the concurrent core is built (the sync facade, the slot core, the byte
-// accounting and the callback registry), for the model checker in tests/loom_model.
+// accounting, the callback registry and the region ring), for the model checker in tests/loom_model.
 #[cfg(not(loom))]
 pub mod buffer;
 pub mod callback;
@@ -29,6 +29,11 @@ pub mod ffi;
 #[cfg(not(loom))]
 mod pages;
 mod refcount;
+#[cfg(not(loom))]
+pub mod region;
+#[cfg(loom)]
+#[path = "region/ring.rs"]
+mod region_ring;
 mod slots;
 pub mod stats;
 mod sync;
@@ -57,6 +62,7 @@ pub mod loom_api {
     pub use crate::callback::registry::{get, invoke, register, unregister};
     pub use crate::callback::{CallError, Payload};
     pub use crate::refcount::RefCount;
+    pub use crate::region_ring::{Consumer, Producer, Ring, RingError};
     pub use crate::slots::{Kind, Slots};
     pub use crate::stats::{Counters, GRAIN};
 

@@ -19,6 +19,13 @@
 //!   never answers after its slot is reused (no ABA). A slot whose generation would reach
 //!   `u32::MAX` is retired, never reused.
 //!
+//! Region buffers ([`Kind::RegionBuffer`], `src/region/`) give the shard and slot bits a meaning of
+//! their own: the 4 shard bits name the *seat* (the arena of the process that allocated the buffer,
+//! 0 or 1) and the 24 slot bits index that arena's descriptor table in the shared mapping; the
+//! generation is the one published in that descriptor. Such an id is the same number in every
+//! process that maps the region, and is resolved against a region handle, never globally. Region
+//! handles ([`Kind::Region`]) are process-local ids of an ordinary [`Slots`] table.
+//!
 //! Tables with their own storage (the lock-free callback registry) use [`encode`], [`decode`] and
 //! [`next_gen`] from here, so the layout and the generation rules live in one place. Tables of
 //! values behind a lock (buffers, completion queues) use [`Slots`].
@@ -60,6 +67,11 @@ pub enum Kind {
     Callback = 2,
     /// A completion-queue id.
     Queue = 3,
+    /// A buffer inside a shared-memory region: `generation | kind | seat:4 | slot:24`, valid in
+    /// every process that maps the region (`src/region/`).
+    RegionBuffer = 4,
+    /// A process-local handle of a shared-memory region.
+    Region = 5,
 }
 
 /// The parts of an id of a known kind.
@@ -284,9 +296,6 @@ impl<T> Slots<T> {
         v
     }
 
-    /// The parts of `id` if it is of this table's kind. A shard past `nshards` needs no check of its
-    /// own: it never holds a slot, so the lookup that follows fails.
-    #[inline(always)]
     /// Removes every id in `ids` (see [`Slots::remove`]), locking each shard once per run of ids
     /// that fall in it, and returns the values taken, for the caller to drop after every lock is
     /// let go. Ids that name no live value are skipped.
@@ -315,6 +324,9 @@ impl<T> Slots<T> {
         out
     }
 
+    /// The parts of `id` if it is of this table's kind. A shard past `nshards` needs no check of its
+    /// own: it never holds a slot, so the lookup that follows fails.
+    #[inline(always)]
     fn key(&self, id: u64) -> Result<Key, Error> {
         decode(id, self.kind).ok_or(Error::InvalidHandle)
     }

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use ferry::ffi::buffer::*;
 use ferry::ffi::callback::*;
 use ferry::ffi::fault::ferry_fault_panic_next;
+use ferry::ffi::region::*;
 use ferry::ffi::status::{ferry_status_message, may_return};
 use ferry::ffi::{FerryStats, FerryStatus, FerryView};
 
@@ -62,6 +63,75 @@ struct Ctx {
     consumed: bool,
     /// A callback or queue id the call made, for the teardown.
     made: u64,
+    /// Region handles (the case's region and an attached peer), a region buffer id, a socket pair,
+    /// a region name and the thread that lets a named region accept its peer.
+    r: u64,
+    p: u64,
+    rid: u64,
+    socks: Option<(std::os::unix::net::UnixStream, std::os::unix::net::UnixStream)>,
+    name: String,
+    acceptor: Option<(std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<()>)>,
+}
+
+fn with_region(c: &mut Ctx) {
+    assert_eq!(ferry_region_create(ptr::null(), &mut c.r), FerryStatus::Ok);
+}
+
+fn with_socks(c: &mut Ctx) {
+    with_region(c);
+    c.socks = Some(std::os::unix::net::UnixStream::pair().unwrap());
+}
+
+fn with_pair(c: &mut Ctx) {
+    use std::os::fd::AsRawFd;
+    with_socks(c);
+    let (a, b) = c.socks.as_ref().unwrap();
+    assert_eq!(ferry_region_share(c.r, a.as_raw_fd()), FerryStatus::Ok);
+    assert_eq!(ferry_region_from_socket(b.as_raw_fd(), 5000, &mut c.p), FerryStatus::Ok);
+}
+
+fn with_region_buffer(c: &mut Ctx) {
+    with_region(c);
+    let mut v = FerryView { id: 0, ptr: ptr::null_mut(), len: 0 };
+    assert_eq!(ferry_region_alloc(c.r, 64, &mut v), FerryStatus::Ok);
+    c.rid = v.id;
+}
+
+static NAMES: AtomicUsize = AtomicUsize::new(0);
+
+fn region_name() -> String {
+    format!("ferry-fault-{}-{}", std::process::id(), NAMES.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A named region whose creator receives on a thread, so that it accepts a peer.
+fn with_named_server(c: &mut Ctx) {
+    c.name = region_name();
+    let st = ferry_region_create_named(c.name.as_ptr(), c.name.len(), ptr::null(), &mut c.r);
+    assert_eq!(st, FerryStatus::Ok);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (r, s2) = (c.r, stop.clone());
+    let t = std::thread::spawn(move || {
+        let mut m =
+            [FerryRegionMsg { id: 0, ptr: ptr::null_mut(), len: 0, value: 0, corr: 0, tag: 0, flags: 0 }; 4];
+        while !s2.load(Ordering::SeqCst) {
+            let mut n = 0;
+            ferry_region_recv(r, m.as_mut_ptr(), 4, 20, &mut n);
+        }
+    });
+    c.acceptor = Some((stop, t));
+}
+
+fn close_regions(c: &mut Ctx) {
+    if let Some((stop, t)) = c.acceptor.take() {
+        stop.store(true, Ordering::SeqCst);
+        t.join().unwrap();
+    }
+    for r in [c.made, c.p, c.r] {
+        if r != 0 {
+            let _ = ferry_region_close(r);
+        }
+    }
+    c.made = 0;
 }
 
 type Step = fn(&mut Ctx);
@@ -292,6 +362,173 @@ fn cases() -> Vec<Case> {
             let mut s = FerryCallbackStats::default();
             ferry_callback_stats(&mut s)
         }),
+        Case {
+            name: "ferry_region_create",
+            setup: none,
+            call: |c| {
+                let mut r = 0;
+                let st = ferry_region_create(ptr::null(), &mut r);
+                c.made = r;
+                st
+            },
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_create_named",
+            setup: |c| c.name = region_name(),
+            call: |c| {
+                let mut r = 0;
+                let st = ferry_region_create_named(c.name.as_ptr(), c.name.len(), ptr::null(), &mut r);
+                c.made = r;
+                st
+            },
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_open",
+            setup: with_named_server,
+            call: |c| {
+                let mut r = 0;
+                let st = ferry_region_open(c.name.as_ptr(), c.name.len(), &mut r);
+                c.made = r;
+                st
+            },
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_share",
+            setup: with_socks,
+            call: |c| {
+                use std::os::fd::AsRawFd;
+                ferry_region_share(c.r, c.socks.as_ref().unwrap().0.as_raw_fd())
+            },
+            teardown: |c| {
+                use std::os::fd::AsRawFd;
+                let b = c.socks.as_ref().unwrap().1.as_raw_fd();
+                assert_eq!(ferry_region_from_socket(b, 5000, &mut c.p), FerryStatus::Ok);
+                close_regions(c);
+            },
+        },
+        Case {
+            name: "ferry_region_from_socket",
+            setup: |c| {
+                use std::os::fd::AsRawFd;
+                with_socks(c);
+                assert_eq!(ferry_region_share(c.r, c.socks.as_ref().unwrap().0.as_raw_fd()), FerryStatus::Ok);
+            },
+            call: |c| {
+                use std::os::fd::AsRawFd;
+                let mut r = 0;
+                let st = ferry_region_from_socket(c.socks.as_ref().unwrap().1.as_raw_fd(), 5000, &mut r);
+                c.made = r;
+                st
+            },
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_close",
+            setup: with_region,
+            call: |c| ferry_region_close(c.r),
+            teardown: none,
+        },
+        Case {
+            name: "ferry_region_fd",
+            setup: with_region,
+            call: |c| {
+                let mut fd = -1;
+                ferry_region_fd(c.r, &mut fd)
+            },
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_set_spin",
+            setup: with_region,
+            call: |c| ferry_region_set_spin(c.r, 1000),
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_alloc",
+            setup: with_region,
+            call: |c| {
+                let mut v = FerryView { id: 0, ptr: ptr::null_mut(), len: 0 };
+                let st = ferry_region_alloc(c.r, 64, &mut v);
+                c.rid = v.id;
+                st
+            },
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_view",
+            setup: with_region_buffer,
+            call: |c| {
+                let mut v = FerryView { id: 0, ptr: ptr::null_mut(), len: 0 };
+                ferry_region_view(c.r, c.rid, &mut v)
+            },
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_release",
+            setup: with_region_buffer,
+            call: |c| ferry_region_release(c.r, c.rid),
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_send",
+            setup: with_pair,
+            call: |c| ferry_region_send(c.r, 0, 1, 2, 3, 0),
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_recv",
+            setup: with_pair,
+            call: |c| {
+                let mut m = [FerryRegionMsg {
+                    id: 0,
+                    ptr: ptr::null_mut(),
+                    len: 0,
+                    value: 0,
+                    corr: 0,
+                    tag: 0,
+                    flags: 0,
+                }; 4];
+                let mut n = 0;
+                ferry_region_recv(c.p, m.as_mut_ptr(), 4, 0, &mut n)
+            },
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_serve",
+            setup: |c| {
+                with_pair(c);
+                with_callback(c);
+            },
+            call: |c| {
+                let mut n = 0;
+                ferry_region_serve(c.p, c.cb, 1, 0, &mut n)
+            },
+            teardown: |c| {
+                drop_callback(c);
+                close_regions(c);
+            },
+        },
+        Case {
+            name: "ferry_region_stats",
+            setup: with_region,
+            call: |c| {
+                let mut s = FerryRegionStats::default();
+                ferry_region_stats(c.r, &mut s)
+            },
+            teardown: close_regions,
+        },
+        Case {
+            name: "ferry_region_count",
+            setup: none,
+            call: |_| {
+                let mut n = 0;
+                ferry_region_count(&mut n)
+            },
+            teardown: none,
+        },
     ]
 }
 
@@ -360,7 +597,20 @@ fn check_one(case: &Case, arm_with: &str) {
     let back_before = HANDED_BACK.load(Ordering::SeqCst);
     let drops_before = DROPPED.load(Ordering::SeqCst);
 
-    let mut c = Ctx { id: prepare(), cb: 0, q: 0, ids: Vec::new(), consumed: false, made: 0 };
+    let mut c = Ctx {
+        id: prepare(),
+        cb: 0,
+        q: 0,
+        ids: Vec::new(),
+        consumed: false,
+        made: 0,
+        r: 0,
+        p: 0,
+        rid: 0,
+        socks: None,
+        name: String::new(),
+        acceptor: None,
+    };
     (case.setup)(&mut c);
     let set_up = stats();
     let cb_set_up = cb_stats();
@@ -445,8 +695,9 @@ fn every_exported_function_survives_a_panic() {
     let end = stats();
     assert_eq!((end.live_ids, end.live_bytes), (start.live_ids, start.live_bytes));
     assert_eq!(HANDED_BACK.load(Ordering::SeqCst), 2, "adopt: one hand-back per ordinary adopt");
-    // Two callbacks registered by each of register, unregister and invoke: all dropped once.
-    assert_eq!(DROPPED.load(Ordering::SeqCst), 6, "callback drop functions");
+    // Two callbacks registered by each of register, unregister, invoke and region_serve: all
+    // dropped once.
+    assert_eq!(DROPPED.load(Ordering::SeqCst), 8, "callback drop functions");
     assert_eq!(ferry_pool_shutdown(), FerryStatus::Ok);
     println!(
         "fault: {} exported functions each panicked twice (by name and by \"*\") and recovered; \

@@ -13,7 +13,10 @@
 //! The tests share the worker pool, the live-byte limit and guard mode, so they run one at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::raw::{c_char, c_void};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::raw::{c_char, c_int, c_void};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -21,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use ferry::ffi::buffer::*;
 use ferry::ffi::callback::*;
+use ferry::ffi::region::*;
 use ferry::ffi::status::{errors_of, ferry_status_message, function_errors, may_return};
 use ferry::ffi::{FerryStats, FerryStatus, FerryView};
 use FerryStatus as S;
@@ -51,6 +55,17 @@ const NOT_FORCED: &[(&str, FerryStatus, &str)] = &[
     ("ferry_buffer_copy", S::AllocFailed, "the allocator must refuse memory; no hook makes it"),
     ("ferry_queue_new_sink", S::AllocFailed, "the OS must refuse a thread of the sink's fixed 256 KiB stack"),
     ("ferry_queue_post", S::Closed, "only when a close lands between the queue lookup and the push"),
+    (
+        "ferry_region_create_named",
+        S::PermissionDenied,
+        "only when /dev/shm refuses this user a new file; a test cannot take that right away",
+    ),
+    ("ferry_region_recv", S::SystemError, "only when epoll_wait or poll fails on the handle's own epoll set"),
+    (
+        "ferry_region_serve",
+        S::SystemError,
+        "only when epoll_wait or poll fails on the handle's own epoll set",
+    ),
 ];
 
 /// Why TABLE_FULL is not forced here: a full table takes more memory than a test may use.
@@ -58,6 +73,9 @@ fn table_full_reason(func: &str) -> &'static str {
     match func {
         f if f.starts_with("ferry_buffer_") => "a buffer shard is full at 2^28 live ids (8 GiB of slots)",
         "ferry_callback_register" => "the registry is full at 2^22 callbacks",
+        f if f.starts_with("ferry_region_") => {
+            "the region-handle table is full at 4 x 2^24 open regions; the descriptor limit comes first"
+        }
         _ => "a queue shard is full at 2^24 open queues",
     }
 }
@@ -583,6 +601,463 @@ fn submit_without_threads() -> FerryStatus {
     st
 }
 
+// ---- Regions ----------------------------------------------------------------------------------
+
+/// A small region: 2 ring entries each way (a third message is QUEUE_FULL), 64 KiB arenas.
+fn small_region() -> FerryRegionConfig {
+    FerryRegionConfig { ring: 2, slots: 8, arena: 1 << 16, mode: 0 }
+}
+
+fn region_view() -> FerryView {
+    view()
+}
+
+fn region_count() -> u64 {
+    let mut n = 0;
+    assert_eq!(ferry_region_count(&mut n), S::Ok);
+    n
+}
+
+fn count_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn close_region(r: u64) {
+    assert_eq!(rec("ferry_region_close", ferry_region_close(r)), S::Ok);
+}
+
+/// Receives on `r` (waiting up to 5 s for each batch) until a message with `flag` comes; returns
+/// the messages that came, releasing the buffers they carry.
+fn recv_until(r: u64, flag: u32) -> Vec<FerryRegionMsg> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !got.iter().any(|m: &FerryRegionMsg| m.flags & flag != 0) {
+        assert!(Instant::now() < deadline, "no message with flag {flag} in 60 s: {got:?}");
+        let mut ms =
+            [FerryRegionMsg { id: 0, ptr: ptr::null_mut(), len: 0, value: 0, corr: 0, tag: 0, flags: 0 }; 8];
+        let mut n = 0usize;
+        assert_eq!(rec("ferry_region_recv", ferry_region_recv(r, ms.as_mut_ptr(), 8, 5000, &mut n)), S::Ok);
+        for m in &ms[..n] {
+            if m.id != 0 {
+                assert_eq!(rec("ferry_region_release", ferry_region_release(r, m.id)), S::Ok);
+            }
+        }
+        got.extend_from_slice(&ms[..n]);
+    }
+    got
+}
+
+/// Two handles on one region in this process: the creator and the peer it shared it with over a
+/// datagram socket pair (the creator has seen the peer join).
+fn region_pair(cfg: &FerryRegionConfig) -> (u64, u64) {
+    let (s1, s2) = UnixDatagram::pair().unwrap();
+    let (mut a, mut b) = (0u64, 0u64);
+    assert_eq!(rec("ferry_region_create", ferry_region_create(cfg, &mut a)), S::Ok);
+    assert_eq!(rec("ferry_region_share", ferry_region_share(a, s1.as_raw_fd())), S::Ok);
+    assert_eq!(
+        rec("ferry_region_from_socket", ferry_region_from_socket(s2.as_raw_fd(), 5000, &mut b)),
+        S::Ok
+    );
+    recv_until(a, FERRY_REGION_MSG_PEER_JOINED);
+    (a, b)
+}
+
+/// Overwrites the shared metadata of `a`'s region (everything between the header page and the
+/// first arena) with 0x55 bytes, as a hostile peer could: every ring position becomes impossible.
+fn scribble(a: u64) {
+    let mut v = region_view();
+    assert_eq!(ferry_region_alloc(a, 64, &mut v), S::Ok);
+    let (base, len) = ferry::region::get(a).unwrap().mapping();
+    let arena = v.ptr as usize - base;
+    assert!(arena > 4096 && arena < len, "the creator's first buffer starts its arena");
+    // SAFETY: [base + 4096, base + arena) lies inside the region's live mapping, which holds only
+    // words ferry reads with atomic loads and checks; the region stays open while this writes.
+    unsafe { ptr::write_bytes((base + 4096) as *mut u8, 0x55, arena - 4096) };
+    assert_eq!(ferry_region_release(a, v.id), S::Ok);
+}
+
+/// Runs `f` while this process may open no new descriptor (RLIMIT_NOFILE 0): every system call
+/// that would make one fails with EMFILE. The tests of this file run one at a time.
+fn without_descriptors<T>(f: impl FnOnce() -> T) -> T {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit; only the soft limit is lowered, then restored.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut old), 0);
+        assert_eq!(
+            libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: 0, rlim_max: old.rlim_max }),
+            0
+        );
+    }
+    let out = f();
+    // SAFETY: as above; restores the soft limit read before.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) }, 0);
+    out
+}
+
+/// Receives one datagram and the descriptors it carries (SCM_RIGHTS).
+fn recv_with_fds(sock: &UnixDatagram) -> (Vec<u8>, Vec<OwnedFd>) {
+    let mut data = [0u8; 256];
+    let mut cbuf = [0u64; 16];
+    let mut iov = libc::iovec { iov_base: data.as_mut_ptr().cast(), iov_len: data.len() };
+    // SAFETY: a zeroed msghdr is a valid empty one; it points at live buffers for the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&cbuf);
+    // SAFETY: as above.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    assert!(n >= 0, "recvmsg: {}", std::io::Error::last_os_error());
+    let mut fds = Vec::new();
+    // SAFETY: walks the control messages the kernel wrote into `cbuf`; each SCM_RIGHTS descriptor
+    // is new and owned by nobody else.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let count =
+                    ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / std::mem::size_of::<RawFd>();
+                let p = libc::CMSG_DATA(c).cast::<RawFd>();
+                fds.extend((0..count).map(|i| OwnedFd::from_raw_fd(p.add(i).read_unaligned())));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    (data[..n as usize].to_vec(), fds)
+}
+
+/// Sends one datagram with `fds` attached (SCM_RIGHTS).
+fn send_with_fds(sock: &UnixDatagram, data: &[u8], fds: &[OwnedFd]) {
+    let mut cbuf = [0u64; 16];
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let bytes = std::mem::size_of_val(raw.as_slice()) as u32;
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut c_void, iov_len: data.len() };
+    // SAFETY: a zeroed msghdr is a valid empty one; it points at live buffers for the call, and
+    // `cbuf` has room for one header and the descriptors (at most 8 here).
+    unsafe {
+        assert!(raw.len() <= 8);
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(bytes) as usize;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(bytes) as usize;
+        ptr::copy_nonoverlapping(raw.as_ptr(), libc::CMSG_DATA(c).cast::<RawFd>(), raw.len());
+        let n = libc::sendmsg(sock.as_raw_fd(), &msg, 0);
+        assert_eq!(n, data.len() as isize, "sendmsg: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// A region name of this test process.
+fn region_name(what: &str) -> String {
+    format!("ferry-statuses-{}-{what}", std::process::id())
+}
+
+fn name_file(name: &str) -> String {
+    format!("/dev/shm/{name}")
+}
+
+/// A stand-in for the creator of a named region: publishes `name` the way a creator does (its
+/// name file holds "ferry-region-rendezvous-v1 TOKEN PID", TOKEN an abstract Unix address), and,
+/// with `answer`, listens on the token and answers one connection with those bytes. Without, no
+/// one listens (a creator that died). Returns the thread that answers.
+fn fake_creator(name: &str, answer: Option<Vec<u8>>) -> Option<std::thread::JoinHandle<()>> {
+    let token = format!("{name}-token");
+    let content = format!("ferry-region-rendezvous-v1 {token} {}\n", std::process::id());
+    let path = name_file(name);
+    std::fs::write(&path, content).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let answer = answer?;
+    // SAFETY: plain socket calls on a descriptor this function owns; the address is a zeroed
+    // sockaddr_un with the abstract name (a leading NUL) copied in, its length given exactly.
+    let lis = unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let lis = OwnedFd::from_raw_fd(fd);
+        let mut a: libc::sockaddr_un = std::mem::zeroed();
+        a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in a.sun_path[1..].iter_mut().zip(token.bytes()) {
+            *d = s as c_char;
+        }
+        let len = (std::mem::size_of::<libc::sa_family_t>() + 1 + token.len()) as libc::socklen_t;
+        assert_eq!(libc::bind(fd, (&a as *const libc::sockaddr_un).cast(), len), 0);
+        assert_eq!(libc::listen(fd, 4), 0);
+        lis
+    };
+    Some(std::thread::spawn(move || {
+        // SAFETY: accepts on the listener this thread owns; writes `answer` from a live buffer.
+        unsafe {
+            let c = libc::accept4(lis.as_raw_fd(), ptr::null_mut(), ptr::null_mut(), libc::SOCK_CLOEXEC);
+            assert!(c >= 0);
+            let conn = OwnedFd::from_raw_fd(c);
+            let n = libc::send(conn.as_raw_fd(), answer.as_ptr().cast(), answer.len(), libc::MSG_NOSIGNAL);
+            assert_eq!(n, answer.len() as isize);
+        }
+    }))
+}
+
+/// Opens `name` on another thread while `creator` receives (a creator accepts its peer while it
+/// receives; what it receives meanwhile, events only, is dropped); returns the open's status and
+/// handle.
+fn open_while_receiving(creator: u64, name: &str) -> (FerryStatus, u64) {
+    let name = name.to_string();
+    let t = std::thread::spawn(move || {
+        let mut r = 0u64;
+        let st = rec("ferry_region_open", ferry_region_open(name.as_ptr(), name.len(), &mut r));
+        (st, r)
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !t.is_finished() {
+        assert!(Instant::now() < deadline, "ferry_region_open did not return in 60 s");
+        let mut ms =
+            [FerryRegionMsg { id: 0, ptr: ptr::null_mut(), len: 0, value: 0, corr: 0, tag: 0, flags: 0 }; 4];
+        let mut n = 0usize;
+        assert_eq!(
+            rec("ferry_region_recv", ferry_region_recv(creator, ms.as_mut_ptr(), 4, 10, &mut n)),
+            S::Ok
+        );
+    }
+    t.join().unwrap()
+}
+
+fn regions() {
+    let (fds_before, regions_before) = (count_fds(), region_count());
+    let cfg = small_region();
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+
+    let f = "ferry_region_count";
+    let mut n = 0u64;
+    assert_eq!(rec(f, ferry_region_count(&mut n)), S::Ok);
+    rec(f, ferry_region_count(ptr::null_mut()));
+
+    let f = "ferry_region_create";
+    let mut r = 0u64;
+    assert_eq!(rec(f, ferry_region_create(ptr::null(), &mut r)), S::Ok);
+    close_region(r);
+    assert_eq!(rec(f, ferry_region_create(&cfg, &mut r)), S::Ok);
+    let mut x = 0u64;
+    rec(f, ferry_region_create(&cfg, ptr::null_mut()));
+    let odd_ring = FerryRegionConfig { ring: 3, ..cfg };
+    rec(f, ferry_region_create(&odd_ring, &mut x));
+    assert_eq!(without_descriptors(|| rec(f, ferry_region_create(&cfg, &mut x))), S::SystemError);
+
+    // One handle with no peer.
+    let f = "ferry_region_fd";
+    let mut fd: c_int = -1;
+    assert_eq!(rec(f, ferry_region_fd(r, &mut fd)), S::Ok);
+    rec(f, ferry_region_fd(0, &mut fd));
+    rec(f, ferry_region_fd(r, ptr::null_mut()));
+
+    let f = "ferry_region_set_spin";
+    assert_eq!(rec(f, ferry_region_set_spin(r, 1000)), S::Ok);
+    rec(f, ferry_region_set_spin(0, 0));
+    rec(f, ferry_region_set_spin(r, 10_000_001));
+    assert_eq!(rec(f, ferry_region_set_spin(r, 0)), S::Ok);
+
+    let f = "ferry_region_stats";
+    let mut st = FerryRegionStats::default();
+    assert_eq!(rec(f, ferry_region_stats(r, &mut st)), S::Ok);
+    rec(f, ferry_region_stats(0, &mut st));
+    rec(f, ferry_region_stats(r, ptr::null_mut()));
+
+    let f = "ferry_region_alloc";
+    let mut v = region_view();
+    assert_eq!(rec(f, ferry_region_alloc(r, 16, &mut v)), S::Ok);
+    let mut w = region_view();
+    rec(f, ferry_region_alloc(0, 16, &mut w));
+    rec(f, ferry_region_alloc(r, 16, ptr::null_mut()));
+    rec(f, ferry_region_alloc(r, 1 << 20, &mut w));
+
+    let f = "ferry_region_view";
+    assert_eq!(rec(f, ferry_region_view(r, v.id, &mut w)), S::Ok);
+    assert_eq!((w.id, w.ptr, w.len), (v.id, v.ptr, v.len));
+    rec(f, ferry_region_view(r, v.id ^ 1, &mut w));
+    rec(f, ferry_region_view(r, v.id, ptr::null_mut()));
+
+    let f = "ferry_region_send";
+    rec(f, ferry_region_send(r, v.id, 1, 2, 3, 0));
+    rec(f, ferry_region_send(0, 0, 1, 2, 3, 0));
+    rec(f, ferry_region_send(r, 0, 1, 2, 3, 4));
+
+    let f = "ferry_region_recv";
+    let mut ms =
+        [FerryRegionMsg { id: 0, ptr: ptr::null_mut(), len: 0, value: 0, corr: 0, tag: 0, flags: 0 }; 4];
+    let mut got = 1usize;
+    assert_eq!(rec(f, ferry_region_recv(r, ms.as_mut_ptr(), 4, 0, &mut got)), S::Ok);
+    assert_eq!(got, 0);
+    rec(f, ferry_region_recv(0, ms.as_mut_ptr(), 4, 0, &mut got));
+    rec(f, ferry_region_recv(r, ptr::null_mut(), 4, 0, &mut got));
+    rec(f, ferry_region_recv(r, ms.as_mut_ptr(), 0, 0, &mut got));
+
+    let f = "ferry_region_release";
+    assert_eq!(rec(f, ferry_region_release(r, v.id)), S::Ok);
+    rec(f, ferry_region_release(r, v.id));
+
+    let f = "ferry_region_share";
+    rec(f, ferry_region_share(0, devnull.as_raw_fd()));
+    rec(f, ferry_region_share(r, -1));
+    rec(f, ferry_region_share(r, devnull.as_raw_fd()));
+
+    let f = "ferry_region_from_socket";
+    let (s1, s2) = UnixDatagram::pair().unwrap();
+    rec(f, ferry_region_from_socket(s2.as_raw_fd(), 0, ptr::null_mut()));
+    rec(f, ferry_region_from_socket(-1, 0, &mut x));
+    rec(f, ferry_region_from_socket(s2.as_raw_fd(), 0, &mut x));
+    rec(f, ferry_region_from_socket(devnull.as_raw_fd(), 0, &mut x));
+    s1.send(&[0u8; 48]).unwrap();
+    rec(f, ferry_region_from_socket(s2.as_raw_fd(), 5000, &mut x));
+    // A handshake received twice: the seat it offers is taken by the first.
+    assert_eq!(rec("ferry_region_share", ferry_region_share(r, s1.as_raw_fd())), S::Ok);
+    let (hs, hs_fds) = recv_with_fds(&s2);
+    send_with_fds(&s1, &hs, &hs_fds);
+    send_with_fds(&s1, &hs, &hs_fds);
+    drop(hs_fds);
+    let mut p = 0u64;
+    assert_eq!(rec(f, ferry_region_from_socket(s2.as_raw_fd(), 5000, &mut p)), S::Ok);
+    rec(f, ferry_region_from_socket(s2.as_raw_fd(), 5000, &mut x));
+    recv_until(r, FERRY_REGION_MSG_PEER_JOINED);
+    // The region has its peer now.
+    rec("ferry_region_share", ferry_region_share(r, s1.as_raw_fd()));
+    close_region(p);
+    recv_until(r, FERRY_REGION_MSG_PEER_GONE);
+
+    let f = "ferry_region_close";
+    close_region(r);
+    rec(f, ferry_region_close(r));
+
+    region_messages();
+    named_regions();
+    drop((s1, s2, devnull));
+    assert_eq!(region_count(), regions_before, "region handles left open");
+    assert_eq!(count_fds(), fds_before, "descriptors left open");
+}
+
+/// send, recv and serve between two handles: full rings, a scribbled region, a peer gone.
+fn region_messages() {
+    let cfg = small_region();
+    let mut answer_cb = 0u64;
+    assert_eq!(ferry_callback_register(Some(answer), ptr::null_mut(), None, &mut answer_cb), S::Ok);
+    let (a, b) = region_pair(&cfg);
+    let mut v = region_view();
+    assert_eq!(ferry_region_alloc(a, 32, &mut v), S::Ok);
+
+    // A request served: the answer callback replies value + 1 without a buffer.
+    let f = "ferry_region_send";
+    assert_eq!(rec(f, ferry_region_send(a, v.id, 7, 0, 11, FERRY_REGION_SEND_MOVE)), S::Ok);
+    let g = "ferry_region_serve";
+    let mut served = 0usize;
+    assert_eq!(rec(g, ferry_region_serve(b, answer_cb, 4, 5000, &mut served)), S::Ok);
+    assert_eq!(served, 1);
+    rec(g, ferry_region_serve(0, answer_cb, 4, 0, &mut served));
+    rec(g, ferry_region_serve(b, answer_cb, 0, 0, &mut served));
+    let mut ms =
+        [FerryRegionMsg { id: 0, ptr: ptr::null_mut(), len: 0, value: 0, corr: 0, tag: 0, flags: 0 }; 4];
+    let mut n = 0usize;
+    assert_eq!(rec("ferry_region_recv", ferry_region_recv(a, ms.as_mut_ptr(), 4, 5000, &mut n)), S::Ok);
+    assert_eq!((n, ms[0].tag, ms[0].value, ms[0].corr, ms[0].id), (1, 7, 1, 11, 0), "the reply");
+
+    // Two messages fill the ring towards b; a third is refused, and so is b's reply to a request.
+    assert_eq!(rec(f, ferry_region_send(a, 0, 1, 0, 0, 0)), S::Ok);
+    assert_eq!(rec(f, ferry_region_send(a, 0, 2, 0, 0, 0)), S::Ok);
+    assert_eq!(rec(f, ferry_region_send(a, 0, 3, 0, 0, 0)), S::QueueFull);
+    assert_eq!(rec(f, ferry_region_send(b, 0, 4, 0, 0, 0)), S::Ok);
+    assert_eq!(rec(g, ferry_region_serve(a, answer_cb, 4, 5000, &mut served)), S::QueueFull);
+    assert_eq!(rec("ferry_region_recv", ferry_region_recv(b, ms.as_mut_ptr(), 4, 5000, &mut n)), S::Ok);
+    assert_eq!(n, 2);
+
+    // A scribbled region: a's send finds the ring's positions impossible, and so does b's receive.
+    scribble(a);
+    assert_eq!(rec(f, ferry_region_send(a, 0, 5, 0, 0, 0)), S::Corrupt);
+    assert_eq!(rec("ferry_region_recv", ferry_region_recv(b, ms.as_mut_ptr(), 4, 0, &mut n)), S::Corrupt);
+    close_region(a);
+    close_region(b);
+
+    // serve on a scribbled region.
+    let (a, b) = region_pair(&cfg);
+    scribble(a);
+    assert_eq!(rec(g, ferry_region_serve(b, answer_cb, 4, 0, &mut served)), S::Corrupt);
+    close_region(a);
+    close_region(b);
+
+    // serve once the peer is gone: nothing to serve.
+    let (a, b) = region_pair(&cfg);
+    close_region(b);
+    assert_eq!(rec(g, ferry_region_serve(a, answer_cb, 4, 5000, &mut served)), S::PeerGone);
+    rec(f, ferry_region_send(a, 0, 6, 0, 0, 0));
+    close_region(a);
+    assert_eq!(ferry_callback_unregister(answer_cb), S::Ok);
+}
+
+fn named_regions() {
+    let cfg = small_region();
+    let name = region_name("named");
+    let f = "ferry_region_create_named";
+    let mut r = 0u64;
+    let mut x = 0u64;
+    assert_eq!(rec(f, ferry_region_create_named(name.as_ptr(), name.len(), &cfg, &mut r)), S::Ok);
+    // The name file is what fake_creator writes.
+    let content = std::fs::read_to_string(name_file(&name)).unwrap();
+    assert!(content.starts_with("ferry-region-rendezvous-v1 "), "the name file changed format: {content:?}");
+    rec(f, ferry_region_create_named(name.as_ptr(), name.len(), &cfg, ptr::null_mut()));
+    rec(f, ferry_region_create_named(ptr::null(), 5, &cfg, &mut x));
+    rec(f, ferry_region_create_named(name.as_ptr(), 0, &cfg, &mut x));
+    rec(f, ferry_region_create_named(b"../x".as_ptr(), 4, &cfg, &mut x));
+    rec(f, ferry_region_create_named(name.as_ptr(), name.len(), &cfg, &mut x));
+    let other = region_name("other");
+    let st = without_descriptors(|| ferry_region_create_named(other.as_ptr(), other.len(), &cfg, &mut x));
+    assert_eq!(rec(f, st), S::SystemError);
+
+    let f = "ferry_region_open";
+    let (st, p) = open_while_receiving(r, &name);
+    assert_eq!(st, S::Ok);
+    assert_eq!(open_while_receiving(r, &name).0, S::Busy);
+    close_region(p);
+    rec(f, ferry_region_open(name.as_ptr(), name.len(), ptr::null_mut()));
+    rec(f, ferry_region_open(ptr::null(), 5, &mut x));
+    rec(f, ferry_region_open(name.as_ptr(), 0, &mut x));
+    rec(f, ferry_region_open(b"a/b".as_ptr(), 3, &mut x));
+    let none = region_name("none");
+    rec(f, ferry_region_open(none.as_ptr(), none.len(), &mut x));
+    assert_eq!(
+        without_descriptors(|| rec(f, ferry_region_open(name.as_ptr(), name.len(), &mut x))),
+        S::SystemError
+    );
+    // A name this user may not read: mode 000, and for root a thread whose file-system user id is
+    // nobody's (setfsuid is per thread; it also drops the capability that bypasses the mode).
+    std::fs::set_permissions(name_file(&name), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let denied = std::thread::spawn({
+        let name = name.clone();
+        move || {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
+                // SAFETY: SYS_setfsuid changes only this thread's file-system user id; the thread
+                // ends after the open below.
+                unsafe { libc::syscall(libc::SYS_setfsuid, 65534) };
+            }
+            let mut x = 0u64;
+            rec("ferry_region_open", ferry_region_open(name.as_ptr(), name.len(), &mut x))
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(denied, S::PermissionDenied);
+    close_region(r);
+
+    // Names whose creator is gone, or speaks no ferry.
+    let gone = region_name("gone");
+    assert!(fake_creator(&gone, None).is_none());
+    assert_eq!(rec(f, ferry_region_open(gone.as_ptr(), gone.len(), &mut x)), S::PeerGone);
+    let _ = std::fs::remove_file(name_file(&gone));
+    let bad = region_name("bad");
+    let t = fake_creator(&bad, Some(vec![0u8; 48])).unwrap();
+    assert_eq!(rec(f, ferry_region_open(bad.as_ptr(), bad.len(), &mut x)), S::Corrupt);
+    t.join().unwrap();
+    let _ = std::fs::remove_file(name_file(&bad));
+}
+
 #[test]
 fn every_listed_status_is_real_and_nothing_else_comes_back() {
     let _g = serial();
@@ -591,6 +1066,7 @@ fn every_listed_status_is_real_and_nothing_else_comes_back() {
     callbacks();
     queues();
     async_work();
+    regions();
     batches();
     nested_submits_until_would_deadlock();
     assert_eq!(submit_without_threads(), S::AllocFailed);
@@ -666,10 +1142,13 @@ fn submit_can_fail_to_start_the_pool_and_says_so() {
 /// Defect 7 of issue 9: ferry_buffer_slice issues an id, so it can meet a full table, and its header
 /// line did not say TABLE_FULL. A full table is 2^28 ids in one shard (8 GiB), too much to make in
 /// a test, so the rule is checked on every function's signature instead: each function that stores a
-/// new id through an out-parameter (`view_out`, `id_out`, `queue_out`) lists TABLE_FULL, except
-/// ferry_buffer_view, which stores an id the caller already has.
+/// new id through an out-parameter (`view_out`, `id_out`, `queue_out`, `region_out`) lists
+/// TABLE_FULL, except the views, which store an id the caller already has, and ferry_region_alloc,
+/// whose id is not from a table.
 #[test]
 fn every_function_that_issues_an_id_can_say_the_table_is_full() {
+    // The sweep above takes the descriptor limit away for a moment: read the header after it.
+    let _g = serial();
     let h = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ffi/ferry.h")).unwrap();
     let lines: Vec<&str> = h.lines().collect();
     let mut decls = Vec::new();
@@ -687,10 +1166,13 @@ fn every_function_that_issues_an_id_can_say_the_table_is_full() {
         }
         i += 1;
     }
+    // Not issuers: ferry_buffer_view and ferry_region_view store an id the caller already has;
+    // ferry_region_alloc's id is a slot of the region's own arena, whose end is REGION_FULL.
+    let stores_no_table_id = ["ferry_buffer_view", "ferry_region_view", "ferry_region_alloc"];
     let mut issuers = Vec::new();
     for (name, decl) in decls {
-        let out_id = ["*view_out", "*id_out", "*queue_out"].iter().any(|p| decl.contains(p));
-        if out_id && name != "ferry_buffer_view" {
+        let out_id = ["*view_out", "*id_out", "*queue_out", "*region_out"].iter().any(|p| decl.contains(p));
+        if out_id && !stores_no_table_id.contains(&name.as_str()) {
             assert!(
                 errors_of(&name).is_some_and(|l| l.contains(&S::TableFull)),
                 "{name} issues an id but function_errors does not list TABLE_FULL for it"
@@ -703,5 +1185,11 @@ fn every_function_that_issues_an_id_can_say_the_table_is_full() {
         }
     }
     assert!(issuers.contains(&"ferry_buffer_slice".to_string()), "{issuers:?}");
+    assert!(issuers.contains(&"ferry_region_open".to_string()), "{issuers:?}");
+    assert!(
+        errors_of("ferry_region_alloc")
+            .is_some_and(|l| l.contains(&S::RegionFull) && !l.contains(&S::TableFull)),
+        "ferry_region_alloc: a full arena is REGION_FULL"
+    );
     assert!(issuers.len() >= 8, "only {issuers:?} issue ids?");
 }

@@ -11,6 +11,7 @@ pub mod buffer;
 pub mod callback;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+pub mod region;
 pub mod status;
 
 pub use buffer::{FerryStats, FerryView};

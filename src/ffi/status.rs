@@ -99,7 +99,9 @@ impl From<Error> for FerryStatus {
 /// `boundary::run`, which turns a panic into PANIC (tests/fault.rs proves it for each function).
 /// The lists come from reading each function down to the core, rare paths included: every function
 /// that issues an id (a buffer, callback or queue id) can return TABLE_FULL; every function that
-/// allocates bytes or starts a thread can return ALLOC_FAILED.
+/// allocates bytes or starts a thread can return ALLOC_FAILED. Every status the region functions
+/// return comes from a [`crate::region::RegionError`] (mapped in `src/ffi/region.rs`), an argument
+/// check of the C layer, or a full region-handle table.
 ///
 /// Kept honest by tests: tests/header.rs fails when a function in the header has no entry here or
 /// its `Errors:` line names other statuses; the model (tests/model.rs), fault-injection
@@ -151,6 +153,44 @@ pub fn function_errors() -> &'static [(&'static str, &'static [FerryStatus])] {
         ("ferry_pool_configure", &[InvalidArgument]),
         ("ferry_pool_shutdown", &[InvalidArgument]),
         ("ferry_callback_stats", &[NullPointer]),
+        // Regions (src/ffi/region.rs). A region buffer id is a slot of the region's own arena, so
+        // ferry_region_alloc meets REGION_FULL where other functions meet TABLE_FULL; the functions
+        // that store a region handle issue an id of the region-handle table.
+        ("ferry_region_create", &[NullPointer, InvalidArgument, SystemError, TableFull]),
+        (
+            "ferry_region_create_named",
+            &[NullPointer, InvalidArgument, Busy, PermissionDenied, SystemError, TableFull],
+        ),
+        (
+            "ferry_region_open",
+            &[
+                NullPointer,
+                InvalidArgument,
+                NotFound,
+                PermissionDenied,
+                Busy,
+                PeerGone,
+                Corrupt,
+                SystemError,
+                TableFull,
+            ],
+        ),
+        ("ferry_region_share", &[InvalidHandle, InvalidArgument, Busy, SystemError]),
+        (
+            "ferry_region_from_socket",
+            &[NullPointer, InvalidArgument, PeerGone, Corrupt, Busy, SystemError, TableFull],
+        ),
+        ("ferry_region_close", &[InvalidHandle]),
+        ("ferry_region_fd", &[InvalidHandle, NullPointer]),
+        ("ferry_region_set_spin", &[InvalidHandle, InvalidArgument]),
+        ("ferry_region_alloc", &[InvalidHandle, NullPointer, RegionFull]),
+        ("ferry_region_view", &[InvalidHandle, NullPointer]),
+        ("ferry_region_release", &[InvalidHandle]),
+        ("ferry_region_send", &[InvalidHandle, InvalidArgument, QueueFull, PeerGone, Corrupt]),
+        ("ferry_region_recv", &[InvalidHandle, NullPointer, InvalidArgument, Corrupt, SystemError]),
+        ("ferry_region_serve", &[InvalidHandle, InvalidArgument, PeerGone, QueueFull, Corrupt, SystemError]),
+        ("ferry_region_stats", &[InvalidHandle, NullPointer]),
+        ("ferry_region_count", &[NullPointer]),
         ("ferry_fault_panic_next", &[]),
         ("ferry_status_message", &[NullPointer, InvalidArgument]),
     ];

@@ -5,6 +5,8 @@
 //     and the checksums must agree.
 //  2. Async work submitted to Rust worker threads, whose completions come back to Go in batches.
 //  3. Buffers dropped without Close: live Rust bytes stay bounded by ferry's soft limit.
+//  4. Ping-pong between two processes: a ferry shared-memory region (zero-copy, real wake-ups)
+//     against a Unix socket that copies, 64 B to 64 MiB (the demo runs itself as the peer).
 //
 // It prints a table per phase, writes a Markdown report with SVG charts into -out, and exits
 // non-zero if a check fails or if any ferry id is still live at the end.
@@ -35,22 +37,43 @@ type config struct {
 	gcTotal     int64
 	gcBufSize   int64
 	gcSoftLimit int64
+	shmSizes    []int
+	shmBudget   time.Duration
 }
 
 func main() {
 	var c config
 	flag.StringVar(&c.out, "out", "results", "directory for the report (report.md) and its charts; empty for none")
 	flag.BoolVar(&c.quick, "quick", false, "a few-second run with fewer sizes and jobs (for CI)")
+	shmPeer := flag.Bool("shm-peer", false, "run as the peer process of phase 4 (internal)")
+	shmOnly := flag.Bool("shm-only", false, "run phase 4 alone and print its table (make bench-shm)")
 	flag.Parse()
+	if *shmPeer {
+		os.Exit(shmPeerMain())
+	}
 	c.frameSizes = []int{64, 1 << 10, 16 << 10, 256 << 10, 4 << 20, 64 << 20}
 	c.frameBudget = 250 * time.Millisecond
 	c.asyncJobs = 400_000
 	c.gcTotal, c.gcBufSize, c.gcSoftLimit = 2<<30, 1<<20, 64<<20
+	c.shmSizes = []int{64, 1 << 10, 16 << 10, 256 << 10, 4 << 20, 64 << 20}
+	c.shmBudget = 300 * time.Millisecond
 	if c.quick {
+		c.shmSizes = []int{64, 4 << 20}
+		c.shmBudget = 20 * time.Millisecond
 		c.frameSizes = []int{64, 16 << 10, 4 << 20}
 		c.frameBudget = 20 * time.Millisecond
 		c.asyncJobs = 40_000
 		c.gcTotal, c.gcSoftLimit = 256<<20, 32<<20
+	}
+	if *shmOnly {
+		shm, err := runShm(c.shmSizes, c.shmBudget, logf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ferry-demo: FAIL:", err)
+			os.Exit(1)
+		}
+		fmt.Print("\n" + shmTable(shm).Text())
+		logf("%s", shmSummary(shm))
+		return
 	}
 	if err := run(c); err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-demo: FAIL:", err)
@@ -98,6 +121,14 @@ func run(c config) error {
 	logf("%s of Rust memory passed through; live Rust bytes peaked at %s (core limit %s), the Go heap at %s.",
 		sizeName(int(gcr.Total)), sizeName(int(gcr.PeakLiveBytes)), sizeName(int(gcr.HardLimit)), sizeName(int(gcr.GoHeapPeak)))
 
+	logf("\nPhase 4: ping-pong between two processes, ferry region (zero-copy, wake-ups) vs Unix socket (copies)")
+	shm, err := runShm(c.shmSizes, c.shmBudget, logf)
+	if err != nil {
+		return fmt.Errorf("phase 4: %w", err)
+	}
+	fmt.Print("\n" + shmTable(shm).Text())
+	logf("%s", shmSummary(shm))
+
 	end, err := drain()
 	if err != nil {
 		return err
@@ -106,7 +137,7 @@ func run(c config) error {
 	logf("\nEnd: live ids %d, live Rust bytes %d, pending releases %d%s (after closing everything and a GC)",
 		end.LiveIDs, end.LiveBytes, end.PendingReleases, end.callbackSummary())
 	if c.out != "" {
-		paths, err := writeReport(c, m, elapsed, frames, async, gcr, end)
+		paths, err := writeReport(c, m, elapsed, frames, async, gcr, shm, end)
 		if err != nil {
 			return fmt.Errorf("report: %w", err)
 		}

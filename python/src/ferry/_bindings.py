@@ -11,6 +11,14 @@ DEFINES = {
     'OP_SLEEP': 3,
     'OP_PANIC': 4,
     'OP_CALL': 5,
+    'REGION_MSG_RETURN': 1,
+    'REGION_MSG_INVALID': 2,
+    'REGION_MSG_PEER_JOINED': 4,
+    'REGION_MSG_PEER_GONE': 8,
+    'REGION_MSG_CORRUPT': 16,
+    'REGION_MSG_ERROR': 32,
+    'REGION_SEND_MOVE': 1,
+    'REGION_SEND_ERROR': 2,
 }
 
 # The statuses, in order: (value, name, doc).
@@ -34,6 +42,13 @@ STATUSES = (
     (16, 'UNSUPPORTED', 'The operation name or code is not known.'),
     (17, 'WOULD_DEADLOCK', 'Work submitted from a worker thread found every worker busy and the pool at its most workers: queued, it might never run while its submitter waits for it.'),
     (18, 'NESTED_TOO_DEEP', 'A callback was invoked with too little stack left on its thread (callbacks nested too deeply); refused instead of overflowing the stack.'),
+    (19, 'PEER_GONE', 'A region has no peer: none attached yet, or it closed the region or died.'),
+    (20, 'CORRUPT', "A region's shared metadata failed a check (the peer wrote something impossible); the peer was disconnected and this process's own state is intact."),
+    (21, 'BUSY', 'A region already has a peer, or a name is already taken by a live region.'),
+    (22, 'NOT_FOUND', 'No region has that name.'),
+    (23, 'PERMISSION_DENIED', "The region's name exists but this user may not open it."),
+    (24, 'SYSTEM_ERROR', 'A system call failed (out of descriptors, of memory for a mapping, ...).'),
+    (25, 'REGION_FULL', "A region's arena has no room (or no free slot) for the buffer; releases make room."),
 )
 
 # Every function the library exports (release build).
@@ -66,6 +81,22 @@ FUNCTIONS = (
     'ferry_pool_configure',
     'ferry_pool_shutdown',
     'ferry_callback_stats',
+    'ferry_region_create',
+    'ferry_region_create_named',
+    'ferry_region_open',
+    'ferry_region_share',
+    'ferry_region_from_socket',
+    'ferry_region_close',
+    'ferry_region_fd',
+    'ferry_region_set_spin',
+    'ferry_region_alloc',
+    'ferry_region_view',
+    'ferry_region_release',
+    'ferry_region_send',
+    'ferry_region_recv',
+    'ferry_region_serve',
+    'ferry_region_stats',
+    'ferry_region_count',
     'ferry_status_message',
 )
 
@@ -117,6 +148,34 @@ typedef struct {
   uint64_t in_flight;
   uint64_t workers;
 } FerryCallbackStats;
+typedef struct {
+  uint64_t ring;
+  uint64_t slots;
+  uint64_t arena;
+  uint32_t mode;
+} FerryRegionConfig;
+typedef struct {
+  uint64_t id;
+  uint8_t *ptr;
+  size_t len;
+  uint64_t value;
+  uint64_t corr;
+  uint32_t tag;
+  uint32_t flags;
+} FerryRegionMsg;
+typedef struct {
+  uint32_t seat;
+  uint32_t peer;
+  uint64_t own_buffers;
+  uint64_t own_refs;
+  uint64_t lent;
+  uint64_t held;
+  uint64_t used_bytes;
+  uint64_t arena_bytes;
+  uint64_t peers_gone;
+  uint64_t corrupt;
+  uint64_t invalid_ids;
+} FerryRegionStats;
 uint32_t ferry_abi_version(void);
 FerryStatus ferry_buffer_new(size_t len, FerryView *view_out);
 FerryStatus ferry_buffer_copy(const uint8_t *data,
@@ -175,5 +234,37 @@ FerryStatus ferry_async_cancel(uint64_t queue, uint64_t tag);
 FerryStatus ferry_pool_configure(uint32_t threads, size_t queue_cap, size_t stack_size);
 FerryStatus ferry_pool_shutdown(void);
 FerryStatus ferry_callback_stats(FerryCallbackStats *stats_out);
+FerryStatus ferry_region_create(const FerryRegionConfig *cfg, uint64_t *region_out);
+FerryStatus ferry_region_create_named(const uint8_t *name_ptr,
+                                      size_t name_len,
+                                      const FerryRegionConfig *cfg,
+                                      uint64_t *region_out);
+FerryStatus ferry_region_open(const uint8_t *name_ptr, size_t name_len, uint64_t *region_out);
+FerryStatus ferry_region_share(uint64_t region, int sock);
+FerryStatus ferry_region_from_socket(int sock, int32_t timeout_ms, uint64_t *region_out);
+FerryStatus ferry_region_close(uint64_t region);
+FerryStatus ferry_region_fd(uint64_t region, int *fd_out);
+FerryStatus ferry_region_set_spin(uint64_t region, uint64_t ns);
+FerryStatus ferry_region_alloc(uint64_t region, size_t len, FerryView *view_out);
+FerryStatus ferry_region_view(uint64_t region, uint64_t id, FerryView *view_out);
+FerryStatus ferry_region_release(uint64_t region, uint64_t id);
+FerryStatus ferry_region_send(uint64_t region,
+                              uint64_t id,
+                              uint32_t tag,
+                              uint64_t value,
+                              uint64_t corr,
+                              uint32_t flags);
+FerryStatus ferry_region_recv(uint64_t region,
+                              FerryRegionMsg *msgs_out,
+                              size_t cap,
+                              int32_t timeout_ms,
+                              size_t *n_out);
+FerryStatus ferry_region_serve(uint64_t region,
+                               uint64_t callback,
+                               size_t max,
+                               int32_t timeout_ms,
+                               size_t *served_out);
+FerryStatus ferry_region_stats(uint64_t region, FerryRegionStats *stats_out);
+FerryStatus ferry_region_count(uint64_t *n_out);
 FerryStatus ferry_status_message(uint32_t status, char *buf, size_t len, size_t *n_out);
 """

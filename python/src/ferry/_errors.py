@@ -162,6 +162,48 @@ class NestedTooDeep(FerryError, RecursionError):
     status = STATUS["NESTED_TOO_DEEP"]
 
 
+class PeerGone(FerryError):
+    """A region has no peer: none attached yet, or it closed the region or died."""
+
+    status = STATUS["PEER_GONE"]
+
+
+class Corrupt(FerryError):
+    """A region's shared metadata failed a check; the peer was disconnected."""
+
+    status = STATUS["CORRUPT"]
+
+
+class Busy(FerryError):
+    """A region already has a peer, or a name is already taken by a live region."""
+
+    status = STATUS["BUSY"]
+
+
+class NotFound(FerryError):
+    """No region has that name."""
+
+    status = STATUS["NOT_FOUND"]
+
+
+class PermissionDenied(FerryError):
+    """The region's name exists but this user may not open it."""
+
+    status = STATUS["PERMISSION_DENIED"]
+
+
+class SystemError(FerryError):  # noqa: A001
+    """A system call failed (the Python builtin of that name is not shadowed outside ferry)."""
+
+    status = STATUS["SYSTEM_ERROR"]
+
+
+class RegionFull(FerryError):
+    """A region's arena has no room (or no free slot) for the buffer."""
+
+    status = STATUS["REGION_FULL"]
+
+
 #: The exception class for each status value (OK has none).
 ERRORS: dict[int, type[FerryError]] = {
     cls.status: cls
@@ -184,6 +226,13 @@ ERRORS: dict[int, type[FerryError]] = {
         Unsupported,
         WouldDeadlock,
         NestedTooDeep,
+        PeerGone,
+        Corrupt,
+        Busy,
+        NotFound,
+        PermissionDenied,
+        SystemError,
+        RegionFull,
     )
 }
 
