@@ -83,12 +83,16 @@ grep -qx '42' "$out/python/output.txt"
 grep -qx 'live ids: 0' "$out/python/output.txt"
 
 # The new user, in $scratch: nothing from this shell's Go, cgo or pkg-config settings leaks in.
+# goindex=0: the scratch proxy serves this tree as v0.1.0 on every run, but the go command indexes a
+# module version's files once in GOCACHE (shared with the rest of make test) and never looks again,
+# as a published version cannot change; without it a later run builds an earlier run's file list.
 log="$out/new-user.log"
 start=$(date +%s)
 if ! env -u PKG_CONFIG_PATH -u GOPROXY -u GONOSUMDB -u GOPRIVATE -u GONOPROXY -u GOFLAGS \
         -u CGO_CPPFLAGS -u CGO_CFLAGS -u CGO_LDFLAGS -u CARGO_TARGET_DIR -u LD_LIBRARY_PATH \
         README_SCRATCH="$scratch" FERRY="$root" PREFIX="$scratch/prefix" \
         GOMODCACHE="$scratch/gomodcache" GOFLAGS=-modcacherw GOWORK=off GOTOOLCHAIN=local \
+        GODEBUG="${GODEBUG:+$GODEBUG,}goindex=0" \
         bash -euo pipefail "$out/new-user.sh" > "$log" 2>&1; then
     echo "README new-user commands failed (script $out/new-user.sh, left in $scratch):" >&2
     tail -40 "$log" >&2
