@@ -177,6 +177,16 @@ fn buffers() {
     rec(f, ferry_buffer_view(0, &mut v));
     rec(f, ferry_buffer_view(id, ptr::null_mut()));
 
+    let f = "ferry_buffer_claim";
+    let mut cl = view();
+    assert_eq!(rec(f, ferry_buffer_claim(id, &mut cl)), S::Ok);
+    assert_eq!(cl.id, id);
+    assert_eq!(rec(f, ferry_buffer_claim(id, &mut v)), S::InvalidHandle, "claimed already");
+    rec(f, ferry_buffer_claim(id, ptr::null_mut()));
+    let f = "ferry_buffer_disclaim";
+    assert_eq!(rec(f, ferry_buffer_disclaim(id)), S::Ok);
+    assert_eq!(rec(f, ferry_buffer_disclaim(id)), S::InvalidHandle, "not claimed");
+
     let f = "ferry_buffer_share";
     let mut sh = view();
     assert_eq!(rec(f, ferry_buffer_share(id, &mut sh)), S::Ok);
@@ -276,6 +286,14 @@ fn callbacks() {
     let mut s = FerryCallbackStats::default();
     rec("ferry_callback_stats", ferry_callback_stats(&mut s));
     rec("ferry_callback_stats", ferry_callback_stats(ptr::null_mut()));
+
+    let f = "ferry_thread_is_worker";
+    let mut w = 7u32;
+    assert_eq!(rec(f, ferry_thread_is_worker(&mut w)), S::Ok);
+    assert_eq!(w, 0, "the test's thread is no worker");
+    rec(f, ferry_thread_is_worker(ptr::null_mut()));
+    // With no ferry call in progress on this thread there is nothing to let go of.
+    assert_eq!(rec("ferry_callback_abandon", ferry_callback_abandon(5)), S::Ok);
 }
 
 fn queues() {
@@ -374,6 +392,9 @@ unsafe extern "C" fn on_worker(ud: *mut c_void, _: u64, _: u64, out: *mut FerryP
     // SAFETY: the test registers a pointer to an OnWorker that outlives the job.
     let w = unsafe { &*(ud as *const OnWorker) };
     w.started.store(true, Ordering::SeqCst);
+    let mut worker = 0u32;
+    rec("ferry_thread_is_worker", ferry_thread_is_worker(&mut worker));
+    assert_eq!(worker, 1, "a FERRY_OP_CALL job runs on a worker");
     rec("ferry_pool_shutdown", ferry_pool_shutdown());
     let deadline = Instant::now() + Duration::from_secs(60);
     while !w.go.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -630,7 +651,7 @@ fn submit_can_fail_to_start_the_pool_and_says_so() {
 /// line did not say TABLE_FULL. A full table is 2^28 ids in one shard (8 GiB), too much to make in
 /// a test, so the rule is checked on every function's signature instead: each function that stores a
 /// new id through an out-parameter (`view_out`, `id_out`, `queue_out`) lists TABLE_FULL, except
-/// ferry_buffer_view, which stores an id the caller already has.
+/// ferry_buffer_view and ferry_buffer_claim, which store an id the caller already has.
 #[test]
 fn every_function_that_issues_an_id_can_say_the_table_is_full() {
     let h = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/ffi/ferry.h")).unwrap();
@@ -653,7 +674,7 @@ fn every_function_that_issues_an_id_can_say_the_table_is_full() {
     let mut issuers = Vec::new();
     for (name, decl) in decls {
         let out_id = ["*view_out", "*id_out", "*queue_out"].iter().any(|p| decl.contains(p));
-        if out_id && name != "ferry_buffer_view" {
+        if out_id && name != "ferry_buffer_view" && name != "ferry_buffer_claim" {
             assert!(
                 errors_of(&name).is_some_and(|l| l.contains(&S::TableFull)),
                 "{name} issues an id but function_errors does not list TABLE_FULL for it"

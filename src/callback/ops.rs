@@ -116,12 +116,37 @@ impl Prepared {
                     Some(r) => Table::global().insert(r)?.id,
                     None => 0,
                 };
-                let out = cb.call(Payload { buffer: id, value });
-                if id != 0 {
-                    let _ = Table::global().release(id);
+                let call = Lent { cb, id, once: Default::default() };
+                let out = super::frames::holding(&call, || call.cb.call(Payload { buffer: id, value }));
+                if call.once.first() {
+                    if id != 0 {
+                        let _ = Table::global().release(id);
+                    }
+                } else {
+                    // Abandoned: the hold and the id were let go of already.
+                    std::mem::forget(call.cb);
                 }
                 out
             }
+        }
+    }
+}
+
+/// What a FERRY_OP_CALL job holds while its callback runs: the callback and the id lent to it.
+struct Lent {
+    cb: Callback,
+    id: u64,
+    once: super::frames::Once,
+}
+
+impl super::frames::Abandon for Lent {
+    fn abandon(&self, _detail: u64) {
+        if self.once.first() {
+            if self.id != 0 {
+                let _ = Table::global().release(self.id);
+            }
+            // SAFETY: the job's frame forgets `cb` once abandoned (see `Prepared::run`).
+            unsafe { self.cb.release_for_abandoned() };
         }
     }
 }

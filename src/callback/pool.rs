@@ -18,6 +18,13 @@
 //! [`extra_workers`] extras run at once; a submit from a worker that would need one more fails
 //! with [`CallError::WouldDeadlock`] instead of queueing work nobody may ever run.
 //!
+//! # Abandoned jobs
+//!
+//! A Go callback that calls `runtime.Goexit` on a worker never returns to the worker's frames (and
+//! Go cannot end a goroutine on a thread it did not create). ferry then completes the job with
+//! `CallbackPanic` (see [`super::frames`]), [`retire_current`] takes the worker out of the pool and
+//! starts another in its place, and the thread stays parked for the life of the process.
+//!
 //! # fork
 //!
 //! After `fork` the child has no worker threads. A `pthread_atfork` handler (installed when the
@@ -26,7 +33,7 @@
 //! a pool of its own. The handler takes the pool's locks around the fork, so a fork never copies
 //! them held.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +41,7 @@ use std::thread::{self, JoinHandle};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::frames;
 use super::ops::{Prepared, Request};
 use super::queue::{self, CancelToken, Completer};
 use super::{catch, CallError, Payload};
@@ -98,11 +106,15 @@ struct State {
     active: Option<PoolConfig>,
     /// The configuration for the next start.
     next: Option<PoolConfig>,
+    /// Workers retired by [`retire_current`]: they never exit, so nothing may join them.
+    parked: Vec<thread::ThreadId>,
 }
 
 struct Pool {
     state: Mutex<State>,
     cv: Condvar,
+    /// Notified when a worker leaves the count (exits or is retired), for shutdown.
+    gone: Condvar,
     /// Serialises shutdowns, so that each one returns only once the workers are joined.
     shutdown: Mutex<()>,
 }
@@ -118,8 +130,10 @@ static POOL: Pool = Pool {
         threads: Vec::new(),
         active: None,
         next: None,
+        parked: Vec::new(),
     }),
     cv: Condvar::new(),
+    gone: Condvar::new(),
     shutdown: Mutex::new(()),
 };
 
@@ -170,8 +184,19 @@ pub fn shutdown() -> Result<(), CallError> {
         (std::mem::take(&mut st.jobs), std::mem::take(&mut st.threads))
     };
     POOL.cv.notify_all();
+    let parked = {
+        // Every worker leaves the count when it exits or is retired; then the handles left are
+        // of threads that have exited or are about to, except the retired ones, which never do.
+        let mut st = POOL.state.lock();
+        while st.workers > 0 {
+            POOL.gone.wait(&mut st);
+        }
+        st.parked.clone()
+    };
     for t in threads {
-        let _ = t.join();
+        if !parked.contains(&t.thread().id()) {
+            let _ = t.join();
+        }
     }
     {
         let mut st = POOL.state.lock();
@@ -316,6 +341,7 @@ fn next_job() -> Option<Job> {
         let configured = st.active.map_or(0, |c| c.threads);
         if st.closing || st.workers > configured {
             st.workers -= 1;
+            POOL.gone.notify_all();
             return None;
         }
         st.idle += 1;
@@ -336,15 +362,60 @@ fn run(job: Job) {
             return;
         }
         let token = done.token();
-        let result = catch(CallError::Panic, move || match work {
-            Work::Op(p) => p.run(&token),
-            Work::Fn(f) => f(&token),
+        let running = Running { done: RefCell::new(Some(done)) };
+        let result = frames::holding(&running, || {
+            catch(CallError::Panic, move || match work {
+                Work::Op(p) => p.run(&token),
+                Work::Fn(f) => f(&token),
+            })
         });
-        done.complete(result);
+        if let Some(done) = running.done.into_inner() {
+            done.complete(result);
+        }
     }));
     if outcome.is_err() {
         JOB_PANICS.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The completion of the job a worker runs, reachable while the job calls out, so that a job whose
+/// frames are abandoned (see [`frames`]) still completes: with `CallbackPanic` and the detail.
+struct Running {
+    done: RefCell<Option<Completer>>,
+}
+
+impl frames::Abandon for Running {
+    fn abandon(&self, detail: u64) {
+        // The job's own code never borrows `done`, so this borrow cannot fail.
+        if let Some(done) = self.done.borrow_mut().take() {
+            done.complete(Err(frames::abandoned_error(detail)));
+        }
+    }
+}
+
+/// Retires the worker this is called on, whose calls were abandoned (see [`frames`]): it never
+/// takes another job, the pool no longer counts or joins it, and a new worker takes its place.
+/// Returns false, doing nothing, on any other thread.
+pub(crate) fn retire_current() -> bool {
+    if !on_worker() {
+        return false;
+    }
+    IS_WORKER.with(|w| w.set(false));
+    let me = thread::current().id();
+    let mut st = POOL.state.lock();
+    // Shutdown may hold this thread's handle already: it skips the threads listed here.
+    st.parked.push(me);
+    st.threads.retain(|h| h.thread().id() != me);
+    st.workers -= 1;
+    WORKERS.fetch_sub(1, Ordering::SeqCst);
+    if let (Some(c), false) = (st.active, st.closing) {
+        if st.workers < c.threads {
+            let _ = spawn_worker(&mut st, &c);
+        }
+    }
+    drop(st);
+    POOL.gone.notify_all();
+    true
 }
 
 /// Worker threads running now.
@@ -404,6 +475,7 @@ extern "C" fn fork_child() {
     st.signaled = 0;
     st.workers = 0;
     st.active = None;
+    st.parked.clear();
     WORKERS.store(0, Ordering::SeqCst);
     // SAFETY: as in fork_parent: these locks were taken in fork_prepare and their guards forgotten.
     unsafe {

@@ -314,12 +314,29 @@ impl Clone for Callback {
     }
 }
 
-impl Drop for Callback {
-    fn drop(&mut self) {
+impl Callback {
+    /// Lets go of the hold this value stands for, without dropping it: for a frame that will never
+    /// be returned to (see `super::frames`).
+    ///
+    /// # Safety
+    /// The value must never be dropped afterwards (the caller forgets it), or the count would be
+    /// decremented twice.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn release_for_abandoned(&self) {
+        self.release();
+    }
+
+    fn release(&self) {
         let now = self.slot.state.fetch_sub(1, Ordering::AcqRel) - 1;
         if now & DEFERRED != 0 && now & COUNT_MASK == 0 {
             REGISTRY.try_reclaim(self.ix, self.slot);
         }
+    }
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -423,7 +440,7 @@ pub fn invoke(id: u64, p: Payload) -> Result<Payload, CallError> {
     let (gen, ix, s) = REGISTRY.lookup(id)?;
     let Some(h) = Hazard::protect(ix) else {
         // No hazard slot left (deeply nested invokes, or a thread that is exiting): take a hold.
-        return get(id)?.call(p);
+        return Held::new(get(id)?).call(p);
     };
     let st = s.state.load(Ordering::Acquire);
     let r = if gen_of(st) == gen && st & REGISTERED != 0 {
@@ -438,6 +455,62 @@ pub fn invoke(id: u64, p: Payload) -> Result<Payload, CallError> {
         REGISTRY.try_reclaim(ix, s);
     }
     r
+}
+
+/// A counted hold taken by a nested invoke, let go of at its end or when the thread's calls are
+/// abandoned (see `super::frames`).
+struct Held {
+    hold: Callback,
+    #[cfg(not(loom))]
+    once: super::frames::Once,
+}
+
+impl Held {
+    fn new(hold: Callback) -> Held {
+        Held {
+            hold,
+            #[cfg(not(loom))]
+            once: Default::default(),
+        }
+    }
+
+    #[cfg(not(loom))]
+    fn call(self, p: Payload) -> Result<Payload, CallError> {
+        let r = super::frames::holding(&self, || self.hold.call(p));
+        if !self.once.first() {
+            // Abandoned: the hold was let go of already.
+            std::mem::forget(self.hold);
+        }
+        r
+    }
+
+    #[cfg(loom)]
+    fn call(self, p: Payload) -> Result<Payload, CallError> {
+        self.hold.call(p)
+    }
+}
+
+#[cfg(not(loom))]
+impl super::frames::Abandon for Held {
+    fn abandon(&self, _detail: u64) {
+        if self.once.first() {
+            // SAFETY: the frame that owns `hold` forgets it (see `call`), so the count is dropped once.
+            unsafe { self.hold.release_for_abandoned() };
+        }
+    }
+}
+
+/// Lets go of the hazards this thread holds for calls whose frames will never be returned to,
+/// freeing the callbacks unregistered meanwhile that nothing else protects.
+#[cfg(not(loom))]
+pub(crate) fn abandon_hazards() {
+    hazard::abandon_thread(|ix| {
+        if let Some(s) = REGISTRY.slot(ix) {
+            if s.state.load(Ordering::Acquire) & DEFERRED != 0 {
+                REGISTRY.try_reclaim(ix, s);
+            }
+        }
+    });
 }
 
 /// Callbacks registered and not unregistered.

@@ -507,6 +507,37 @@ pub extern "C" fn ferry_pool_shutdown() -> FerryStatus {
     run("ferry_pool_shutdown", || Ok(pool::shutdown()?))
 }
 
+/// Stores 1 in `*worker_out` if this thread is one of the worker pool's threads (where callbacks run
+/// by FERRY_OP_CALL run), else 0. Errors: NULL_POINTER.
+#[no_mangle]
+pub extern "C" fn ferry_thread_is_worker(worker_out: *mut u32) -> FerryStatus {
+    run("ferry_thread_is_worker", || write(worker_out, u32::from(pool::on_worker())))
+}
+
+/// Tells ferry that the ferry calls in progress on this thread will never return: a Go callback
+/// called runtime.Goexit, which drops the C and Rust frames below it without returning to them.
+///
+/// ferry lets go of what those calls hold: the callbacks they run are no longer protected from
+/// their drop functions, buffer ids lent to them are released, and the job a worker thread was
+/// running completes with CALLBACK_PANIC and `detail`. On a worker thread the worker is also
+/// retired (a new one takes its place) and this call never returns: the thread stays parked for
+/// the life of the process. Elsewhere it returns OK. Call it only where no ferry call in progress on
+/// this thread will ever return (with none in progress it does nothing). Errors: none.
+#[no_mangle]
+pub extern "C" fn ferry_callback_abandon(detail: u64) -> FerryStatus {
+    let mut retired = false;
+    let st = run("ferry_callback_abandon", || {
+        retired = callback::abandon_thread(detail);
+        Ok(())
+    });
+    if retired {
+        loop {
+            std::thread::park();
+        }
+    }
+    st
+}
+
 /// Stores the callback machinery's counters in `*stats_out`. Errors: NULL_POINTER.
 #[no_mangle]
 pub extern "C" fn ferry_callback_stats(stats_out: *mut FerryCallbackStats) -> FerryStatus {
