@@ -323,7 +323,9 @@ FerryStatus ferry_callback_register(FerryCallbackFn f,
                                     uint64_t *id_out);
 
 // Unregisters callback `id`. The id is invalid from now on; the drop function runs now, on this
-// thread, unless a call or job still holds the callback (then when the last one finishes).
+// thread, unless a call or job still holds the callback (then when the last one finishes, on its
+// thread). An invoke that is looking the callback's slot up on another thread at that moment (with
+// this id or a stale one) counts as a call: the drop function then runs as it leaves.
 // Errors: INVALID_HANDLE.
 FerryStatus ferry_callback_unregister(uint64_t id);
 
@@ -425,9 +427,10 @@ FerryStatus ferry_async_cancel(uint64_t queue, uint64_t tag);
 FerryStatus ferry_pool_configure(uint32_t threads, size_t queue_cap, size_t stack_size);
 
 // Stops the worker pool: waiting jobs complete with CLOSED, running ones finish, and every worker
-// thread has exited when this returns. The next submit starts the pool again. The waiting jobs are
-// dropped after ferry lets go of every lock, so the release and drop functions they run may call
-// any ferry function (this one included: it finds the pool stopped and returns OK).
+// thread has exited when this returns. The next submit starts the pool again. The waiting jobs
+// complete first, so a running job that waits for one of them (a callback that submitted work)
+// finishes. They are dropped with no ferry lock held, so the release and drop functions they run
+// may call any ferry function (this one included: it returns OK at once).
 // Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL),
 // before anything is changed.
 FerryStatus ferry_pool_shutdown(void);

@@ -142,6 +142,8 @@ static JOB_PANICS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static IS_WORKER: Cell<bool> = const { Cell::new(false) };
+    /// Set while this thread's `shutdown` completes the jobs it took (see `shutdown`).
+    static CLOSING_JOBS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Reports whether this thread is one of the pool's workers.
@@ -165,14 +167,21 @@ pub fn configure(c: PoolConfig) -> Result<(), CallError> {
 
 /// Stops the pool: jobs still waiting complete with `Closed` without running, running jobs finish
 /// (a job that never ends keeps `shutdown` waiting), and every worker thread is joined before
-/// `shutdown` returns. The next submit starts a new pool. The waiting jobs are dropped after every
-/// pool lock is let go, so their release functions and drop hooks may call ferry (`shutdown`
-/// included, which then finds the pool stopped).
+/// `shutdown` returns. The next submit starts a new pool.
+///
+/// The waiting jobs are completed first, before `shutdown` waits for the running ones: a running
+/// job may be waiting for one of them (a callback that submitted work and waits for it), and would
+/// otherwise never finish. They are dropped with no pool lock held, so their release functions and
+/// drop hooks may call ferry; `shutdown` called from one of them returns `Ok` at once (the pool is
+/// being stopped).
 /// Errors: `InvalidArgument` when called from a worker thread (it would wait for itself); nothing
 /// is changed then.
 pub fn shutdown() -> Result<(), CallError> {
     if on_worker() {
         return Err(CallError::InvalidArgument);
+    }
+    if CLOSING_JOBS.with(Cell::get) {
+        return Ok(());
     }
     let serial = POOL.shutdown.lock();
     let (jobs, threads) = {
@@ -184,6 +193,11 @@ pub fn shutdown() -> Result<(), CallError> {
         (std::mem::take(&mut st.jobs), std::mem::take(&mut st.threads))
     };
     POOL.cv.notify_all();
+    CLOSING_JOBS.with(|c| c.set(true));
+    for j in jobs {
+        close_job(j);
+    }
+    CLOSING_JOBS.with(|c| c.set(false));
     let parked = {
         // Every worker leaves the count when it exits or is retired; then the handles left are
         // of threads that have exited or are about to, except the retired ones, which never do.
@@ -206,9 +220,6 @@ pub fn shutdown() -> Result<(), CallError> {
         st.active = None;
     }
     drop(serial);
-    for j in jobs {
-        close_job(j);
-    }
     Ok(())
 }
 
@@ -216,6 +227,7 @@ pub fn shutdown() -> Result<(), CallError> {
 fn close_job(j: Job) {
     let Job { work, done } = j;
     if catch_unwind(AssertUnwindSafe(move || {
+        crate::fault_point!("job.close");
         drop(work);
         done.complete(Err(CallError::Closed));
     }))
@@ -364,17 +376,36 @@ fn run(job: Job) {
         let token = done.token();
         let running = Running { done: RefCell::new(Some(done)) };
         let result = frames::holding(&running, || {
-            catch(CallError::Panic, move || match work {
-                Work::Op(p) => p.run(&token),
-                Work::Fn(f) => f(&token),
+            catch(CallError::Panic, move || {
+                crate::fault_point!("job.run");
+                match work {
+                    Work::Op(p) => p.run(&token),
+                    Work::Fn(f) => f(&token),
+                }
             })
         });
+        // Until it is delivered, the result's buffer id is released if anything unwinds.
+        let mut result = Unsent(Some(result));
+        crate::fault_point!("job.complete");
         if let Some(done) = running.done.into_inner() {
-            done.complete(result);
+            done.complete(result.0.take().expect("set above"));
         }
     }));
     if outcome.is_err() {
         JOB_PANICS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A job's result on its way to the queue: its buffer id is released if it never gets there.
+struct Unsent(Option<Result<Payload, CallError>>);
+
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        if let Some(Ok(p)) = self.0.take() {
+            if p.buffer != 0 {
+                let _ = crate::table::Table::global().release(p.buffer);
+            }
+        }
     }
 }
 
@@ -760,6 +791,38 @@ mod tests {
         assert_eq!(got.iter().find(|c| c.tag == 2).map(|c| c.result), Some(Err(CallError::Closed)));
         queue::close(q).unwrap();
         drop(mem);
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// A running job waits for a job queued behind it (submitted from outside the pool, so no extra
+    /// worker starts), and the pool shuts down. Shutdown used to close the waiting jobs only after
+    /// it had joined the workers: the running job waited for ever (here: until its 60 s timeout).
+    /// The waiting jobs are now closed first, so the running one sees CLOSED and finishes.
+    #[test]
+    fn shutdown_closes_waiting_jobs_before_it_waits_for_running_ones() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, ..PoolConfig::default() }).unwrap();
+        let (outer, inner) = (queue::create().unwrap(), queue::create().unwrap());
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r2 = running.clone();
+        spawn(outer, 1, move |_| {
+            r2.store(true, Ordering::SeqCst);
+            let got = queue::get(inner)?.wait(1, Some(Duration::from_secs(60)))?;
+            // What the job waited for: the queued job's result, or Cancelled for a timeout.
+            got.first().map(|c| c.result).unwrap_or(Err(CallError::Cancelled))
+        })
+        .unwrap();
+        while !running.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // Queued behind the running job on the only worker.
+        submit(inner, 2, req(Op::Echo, 0, 0, 5)).unwrap();
+        shutdown().unwrap();
+        let got = collect(outer, 1, Duration::from_secs(120));
+        assert_eq!(got[0].result, Err(CallError::Closed), "the running job saw the queued one closed");
+        queue::close(outer).unwrap();
+        queue::close(inner).unwrap();
         configure(PoolConfig::default()).unwrap();
     }
 

@@ -165,7 +165,10 @@ impl Registry {
         // slot is handed out again below.
         let f = s.func.with_mut(|f| unsafe { (*f).take() });
         // The drop hook; it may call back into ferry. A panic in it must not lose the slot.
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(f)));
+        let _ = catch_unwind(AssertUnwindSafe(move || {
+            crate::fault_point!("callback.drop");
+            drop(f)
+        }));
         self.alive.fetch_sub(1, Ordering::Release);
         match slots::next_gen(gen_of(state)) {
             Some(gen) => {
@@ -394,7 +397,8 @@ pub fn register(
 }
 
 /// Unregisters `id`. The id is invalid from now on; the callback is dropped here, on this thread,
-/// unless a running call or queued job still holds it, in which case the last of them drops it.
+/// unless a running call or queued job still holds it, in which case the last of them drops it (an
+/// invoke looking the slot up at that moment, even with a stale id, counts as a running call).
 /// Errors: `Ferry(InvalidHandle)` for an unknown or already unregistered id, or an id of another
 /// kind.
 pub fn unregister(id: u64) -> Result<(), CallError> {
@@ -438,23 +442,36 @@ pub fn get(id: u64) -> Result<Callback, CallError> {
 /// on this thread for one more callback: see `stack.rs`).
 pub fn invoke(id: u64, p: Payload) -> Result<Payload, CallError> {
     let (gen, ix, s) = REGISTRY.lookup(id)?;
-    let Some(h) = Hazard::protect(ix) else {
+    // Dropped after the hazard (declared before it), on return and on unwind alike.
+    let _leave = Leave { ix, s };
+    let Some(_h) = Hazard::protect(ix) else {
         // No hazard slot left (deeply nested invokes, or a thread that is exiting): take a hold.
         return Held::new(get(id)?).call(p);
     };
+    crate::fault_point!("invoke.protected");
     let st = s.state.load(Ordering::Acquire);
-    let r = if gen_of(st) == gen && st & REGISTERED != 0 {
+    if gen_of(st) == gen && st & REGISTERED != 0 {
         // The hazard, published before the state was seen REGISTERED, keeps `func` in place.
         s.call(p)
     } else {
         Err(CallError::Ferry(Error::InvalidHandle))
-    };
-    drop(h);
-    // If an unregister found this hazard, it left the freeing to whoever drops the last protection.
-    if s.state.load(Ordering::Relaxed) & DEFERRED != 0 {
-        REGISTRY.try_reclaim(ix, s);
     }
-    r
+}
+
+/// What an invoke does as it leaves, after its hazard is cleared: if an unregister found the
+/// hazard, it left the freeing to whoever drops the last protection.
+struct Leave {
+    ix: usize,
+    s: &'static Slot,
+}
+
+impl Drop for Leave {
+    #[inline]
+    fn drop(&mut self) {
+        if self.s.state.load(Ordering::Relaxed) & DEFERRED != 0 {
+            REGISTRY.try_reclaim(self.ix, self.s);
+        }
+    }
 }
 
 /// A counted hold taken by a nested invoke, let go of at its end or when the thread's calls are
@@ -476,7 +493,10 @@ impl Held {
 
     #[cfg(not(loom))]
     fn call(self, p: Payload) -> Result<Payload, CallError> {
-        let r = super::frames::holding(&self, || self.hold.call(p));
+        let r = super::frames::holding(&self, || {
+            crate::fault_point!("invoke.held");
+            self.hold.call(p)
+        });
         if !self.once.first() {
             // Abandoned: the hold was let go of already.
             std::mem::forget(self.hold);

@@ -11,9 +11,12 @@
 use std::cell::Cell;
 
 thread_local! {
-    /// (lowest usable address, headroom); (0, 0) before the first look, (1, 0) when unknown.
-    static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    /// (lowest usable address, highest address, headroom); (0, 0, 0) before the first look,
+    /// (1, usize::MAX, 0) when unknown.
+    static BOUNDS: Cell<(usize, usize, usize)> = const { Cell::new((0, 0, 0)) };
 }
+
+const UNKNOWN: (usize, usize, usize) = (1, usize::MAX, 0);
 
 /// The stack kept free below the deepest callback frame, for a stack of `size` bytes.
 pub(crate) fn headroom(size: usize) -> usize {
@@ -21,7 +24,7 @@ pub(crate) fn headroom(size: usize) -> usize {
 }
 
 #[cfg(target_os = "linux")]
-fn bounds() -> Option<(usize, usize)> {
+fn bounds() -> Option<(usize, usize, usize)> {
     // SAFETY: pthread_attr_t is plain data that pthread_getattr_np fills in; it is destroyed after
     // use, and the out-parameters are valid locals.
     unsafe {
@@ -32,30 +35,56 @@ fn bounds() -> Option<(usize, usize)> {
         let (mut addr, mut size) = (std::ptr::null_mut(), 0usize);
         let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
         libc::pthread_attr_destroy(&mut attr);
-        (ok && !addr.is_null()).then(|| (addr as usize, headroom(size)))
+        (ok && !addr.is_null()).then(|| (addr as usize, addr as usize + size, headroom(size)))
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn bounds() -> Option<(usize, usize)> {
+fn bounds() -> Option<(usize, usize, usize)> {
     None
 }
 
+/// The stack pointer: read from the register where we can, since the address of a local is not on
+/// the thread's stack under AddressSanitizer's detection of use after return (it moves locals to a
+/// heap "fake stack").
+#[inline(always)]
+fn stack_pointer() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let sp: usize;
+        // SAFETY: reads the stack pointer register into a general register; no memory is touched.
+        unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let sp: usize;
+        // SAFETY: as above.
+        unsafe { std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+        sp
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let here = 0u8;
+        std::ptr::addr_of!(here) as usize
+    }
+}
+
 /// Reports whether this thread has room for one more callback: false when the stack left below
-/// the caller's frame is under the headroom. Where the bounds cannot be read, always true.
+/// the caller's frame is under the headroom. Where the bounds cannot be read, or the stack pointer
+/// is not within them (a stack the thread switched to), always true.
 #[inline]
 pub(crate) fn room() -> bool {
-    let here = 0u8;
-    let sp = std::ptr::addr_of!(here) as usize;
-    let (low, keep) = BOUNDS
+    let sp = stack_pointer();
+    let (low, high, keep) = BOUNDS
         .try_with(|b| {
             if b.get().0 == 0 {
-                b.set(bounds().unwrap_or((1, 0)));
+                b.set(bounds().unwrap_or(UNKNOWN));
             }
             b.get()
         })
-        .unwrap_or((1, 0));
-    sp.saturating_sub(low) >= keep
+        .unwrap_or(UNKNOWN);
+    !(low..high).contains(&sp) || sp - low >= keep
 }
 
 #[cfg(test)]

@@ -258,7 +258,9 @@ pub extern "C" fn ferry_callback_register(
 }
 
 /// Unregisters callback `id`. The id is invalid from now on; the drop function runs now, on this
-/// thread, unless a call or job still holds the callback (then when the last one finishes).
+/// thread, unless a call or job still holds the callback (then when the last one finishes, on its
+/// thread). An invoke that is looking the callback's slot up on another thread at that moment (with
+/// this id or a stale one) counts as a call: the drop function then runs as it leaves.
 /// Errors: INVALID_HANDLE.
 #[no_mangle]
 pub extern "C" fn ferry_callback_unregister(id: u64) -> FerryStatus {
@@ -497,9 +499,10 @@ pub extern "C" fn ferry_pool_configure(threads: u32, queue_cap: usize, stack_siz
 }
 
 /// Stops the worker pool: waiting jobs complete with CLOSED, running ones finish, and every worker
-/// thread has exited when this returns. The next submit starts the pool again. The waiting jobs are
-/// dropped after ferry lets go of every lock, so the release and drop functions they run may call
-/// any ferry function (this one included: it finds the pool stopped and returns OK).
+/// thread has exited when this returns. The next submit starts the pool again. The waiting jobs
+/// complete first, so a running job that waits for one of them (a callback that submitted work)
+/// finishes. They are dropped with no ferry lock held, so the release and drop functions they run
+/// may call any ferry function (this one included: it returns OK at once).
 /// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL),
 /// before anything is changed.
 #[no_mangle]
