@@ -38,7 +38,7 @@ TEST_TARGETS := test-rust lint
 .DEFAULT_GOAL := all
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: all lib test test-rust lint header bench-rust clean
+.PHONY: all lib test test-rust lint header bench-rust bench-pages clean
 all: lib
 
 # The static and shared libraries (always rebuilt through cargo, which knows when they are stale),
@@ -74,6 +74,10 @@ header:
 
 bench-rust:
 	$(CARGO) bench --bench buffers
+
+# Where large buffers come from: malloc against fresh, huge-page and reused mappings (src/pages.rs).
+bench-pages:
+	$(CARGO) bench --bench pages
 
 # make stops at the first failing suite, so reaching the echo means every suite passed.
 test: $(TEST_TARGETS)

@@ -1,6 +1,7 @@
 //! Criterion benches for the core: copy-out against zero-copy view across sizes, the create/view/
-//! release round trip, lookups, and the table's concurrency design (one mutex against 16 shards,
-//! with two threads contending).
+//! release round trip, create and release across sizes (where large buffers change allocator),
+//! lookups, and the table's concurrency design (one mutex against 16 shards, with two threads
+//! contending).
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
@@ -65,6 +66,50 @@ fn lifecycle(c: &mut Criterion) {
     g.finish();
 }
 
+/// Create and release at sizes on both sides of the large-buffer threshold: zeroed, copied, and
+/// zeroed then written on every page (a fresh mapping pays its page faults on first touch, which
+/// the untouched create does not show).
+fn create_release(c: &mut Criterion) {
+    const PAGE: usize = 4096;
+    let t = Table::global();
+    let src = vec![0x5Au8; 16 << 20];
+    let mut g = c.benchmark_group("create_release");
+    g.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1)).sample_size(20);
+    for (size, name) in [
+        (64usize, "64B"),
+        (4 << 10, "4KiB"),
+        (64 << 10, "64KiB"),
+        (256 << 10, "256KiB"),
+        (1 << 20, "1MiB"),
+        (16 << 20, "16MiB"),
+    ] {
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(BenchmarkId::new("zeroed", name), |b| {
+            b.iter(|| {
+                let v = t.create_zeroed(black_box(size)).unwrap();
+                t.release(black_box(v.id)).unwrap();
+            })
+        });
+        g.bench_function(BenchmarkId::new("zeroed_touched", name), |b| {
+            b.iter(|| {
+                let v = t.create_zeroed(black_box(size)).unwrap();
+                for off in (0..size).step_by(PAGE) {
+                    // SAFETY: `off < v.len` and the buffer lives until the release below.
+                    unsafe { v.ptr.add(off).write_volatile(1) };
+                }
+                t.release(black_box(v.id)).unwrap();
+            })
+        });
+        g.bench_function(BenchmarkId::new("copy", name), |b| {
+            b.iter(|| {
+                let v = t.create_copy(black_box(&src[..size])).unwrap();
+                t.release(black_box(v.id)).unwrap();
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Hot-id lookup in a table that holds 100k live ids.
 fn lookup(c: &mut Criterion) {
     let mut g = c.benchmark_group("lookup");
@@ -126,5 +171,5 @@ fn contended(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, copy_vs_view, lifecycle, lookup, contended);
+criterion_group!(benches, copy_vs_view, lifecycle, create_release, lookup, contended);
 criterion_main!(benches);

@@ -29,6 +29,26 @@ fn sync_invoke(c: &mut Criterion) {
     g.bench_function("invoke_rust_closure", |b| {
         b.iter(|| callback::invoke(black_box(id), Payload::default()))
     });
+    // The alternative design for the lookup (issue 9, defect 4): a per-slot reference count, taken
+    // and dropped around each call (what a queued job's hold does), against the hazard slots above.
+    g.bench_function("hold_and_call_rust_closure", |b| {
+        b.iter(|| callback::get(black_box(id)).unwrap().call(Payload::default()))
+    });
+    g.bench_function("hold_and_call_rust_closure_4_threads", |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        for _ in 0..iters {
+                            black_box(callback::get(id).unwrap().call(Payload::default()).unwrap());
+                        }
+                    });
+                }
+            });
+            t0.elapsed() / 4
+        })
+    });
     let mut cid = 0;
     assert_eq!(ferry_callback_register(Some(c_add), std::ptr::null_mut(), None, &mut cid) as u32, 0);
     let mut out = FerryPayload::default();
@@ -123,6 +143,29 @@ fn round_trip(c: &mut Criterion) {
             queue::close(q).unwrap();
         });
     }
+    // The same with 256 in flight, submitted 64 per call (ferry_async_submit_batch).
+    g.bench_function(BenchmarkId::new("echo_window_batch64", 256), |b| {
+        let q = queue::create().unwrap();
+        let qref = queue::get(q).unwrap();
+        let req = Request { op: Op::Echo, input: 0, arg: 0, value: 0 };
+        b.iter(|| {
+            let (mut sent, mut got) = (0u64, 0u64);
+            while got < N {
+                while sent < N && sent - got + 64 <= 256 {
+                    let n = (N - sent).min(64);
+                    let (taken, r) = callback::pool::submit_batch(q, (sent..sent + n).map(|t| (t, req)));
+                    r.unwrap();
+                    sent += taken as u64;
+                }
+                got += qref
+                    .wait_into(256, None, |c| {
+                        black_box(c);
+                    })
+                    .unwrap() as u64;
+            }
+        });
+        queue::close(q).unwrap();
+    });
     g.finish();
     callback::shutdown().unwrap();
 }

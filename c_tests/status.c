@@ -6,7 +6,7 @@
 
 #include "check.h"
 
-enum { LAST_STATUS = FERRY_STATUS_UNSUPPORTED };
+enum { LAST_STATUS = FERRY_STATUS_NESTED_TOO_DEEP };
 
 static void every_status_has_a_distinct_message(void) {
     static char msgs[LAST_STATUS + 1][128];

@@ -189,6 +189,22 @@ typedef struct {
 // in the batch pass to the sink; `items` is valid only during the call. It must not unwind.
 typedef void (*FerrySinkFn)(void *user_data, const FerryCompletion *items, size_t n);
 
+// One job of a batch (ferry_async_submit_batch): the arguments of one ferry_async_submit.
+typedef struct {
+  // The tag its completion carries.
+  uint64_t tag;
+  // The operation, FERRY_OP_*.
+  uint32_t op;
+  // Set to 0.
+  uint32_t reserved;
+  // A buffer id borrowed for the call (0 for none), as for ferry_async_submit.
+  uint64_t input;
+  // The operation's argument.
+  uint64_t arg;
+  // A value passed through or to the callback.
+  uint64_t value;
+} FerryJob;
+
 // Counters of the callback machinery, for leak checks.
 typedef struct {
   // Callbacks registered and not unregistered.
@@ -306,8 +322,10 @@ FerryStatus ferry_peak_reset(void);
 
 // Turns guard mode on (`on != 0`) or off for buffers created from now on. In guard mode every
 // zeroed or copied buffer gets pages of its own, and released pages are made inaccessible instead of
-// freed, so a use after release faults at once; adopted memory is overwritten with 0xA5 before it
-// is handed back. Guard mode leaks address space by design: it is for debugging only.
+// freed, so a use after release faults at once. Adopted memory is never written by ferry, in guard
+// mode or not: the release function gets the bytes as the last holder left them, memory adopted
+// with a NULL release function (static or const data) is left alone, and a refused adoption hands
+// the memory back untouched. Guard mode leaks address space by design: it is for debugging only.
 // Errors: none.
 FerryStatus ferry_guard_set(uint32_t on);
 
@@ -412,6 +430,21 @@ FerryStatus ferry_async_submit(uint64_t queue,
                                uint64_t arg,
                                uint64_t value);
 
+// Submits the `n` jobs at `jobs` to the worker pool in one call: one lookup of `queue`, one lock
+// of the pool and at most one wake-up per worker for the whole batch, against one of each per
+// ferry_async_submit. Each job is what ferry_async_submit would submit with the same arguments.
+//
+// Jobs are taken in order. The first job that is refused stops the batch: it and the jobs after
+// it are not submitted, and its status is returned. `*accepted_out` (which may be NULL) receives
+// how many jobs were taken, each of which gets exactly one completion on `queue`. `jobs` may be
+// NULL when `n` is 0.
+// Errors: NULL_POINTER (`jobs`), TOO_LARGE (`n`), UNSUPPORTED, INVALID_HANDLE, INVALID_ARGUMENT,
+// CLOSED, QUEUE_FULL, ALLOC_FAILED, WOULD_DEADLOCK (each as for ferry_async_submit).
+FerryStatus ferry_async_submit_batch(uint64_t queue,
+                                     const FerryJob *jobs,
+                                     size_t n,
+                                     size_t *accepted_out);
+
 // Cancels the job with `tag` on `queue`: if it has not started it completes with CANCELLED without
 // running; if it is running it can see the flag (FERRY_OP_SLEEP does within a millisecond). Its
 // completion still arrives. Errors: INVALID_HANDLE (the queue is unknown, or no job with that tag
@@ -455,8 +488,9 @@ FerryStatus ferry_callback_stats(FerryCallbackStats *stats_out);
 
 #if defined(FERRY_FAULT_INJECTION)
 // Arms a one-shot panic in the next call of the exported function called `name` ("*" for the
-// next call of any function). NULL disarms. Present only in builds with the `fault-injection`
-// feature; never in a release library.
+// next call of any function), or at the next pass through the callback-path point of that name.
+// NULL disarms. Present only in builds with the `fault-injection` feature; never in a release
+// library.
 FerryStatus ferry_fault_panic_next(const char *name);
 #endif
 

@@ -34,6 +34,7 @@ type Buffer struct {
 	id      uint64
 	n       int
 	cleanup runtime.Cleanup
+	prof    *heapSample // the heap profile's record, set only if the Buffer was sampled (profile.go)
 }
 
 const (
@@ -43,15 +44,17 @@ const (
 
 // cleanupArg is what the GC backstop needs to release a Buffer's id: never the Buffer itself.
 type cleanupArg struct {
-	id uint64
-	n  int64
+	id   uint64
+	n    int64
+	prof *heapSample
 }
 
 // adoptView wraps an id and view that Rust just returned; the new Buffer owns the id. It starts the
 // GC backstop and counts the bytes for memory pressure. Every Buffer is made here.
 func adoptView(v C.FerryView) *Buffer {
 	b := &Buffer{id: uint64(v.id), n: int(v.len), ptr: unsafe.Pointer(v.ptr)}
-	b.cleanup = runtime.AddCleanup(b, releaseFromCleanup, cleanupArg{id: b.id, n: int64(b.n)})
+	profileAlloc(b)
+	b.cleanup = runtime.AddCleanup(b, releaseFromCleanup, cleanupArg{id: b.id, n: int64(b.n), prof: b.prof})
 	track(b)
 	return b
 }
@@ -300,6 +303,7 @@ func (b *Buffer) detach() (uint64, error) {
 	b.cleanup.Stop()
 	atomic.StorePointer(&b.ptr, nil)
 	untrack(b)
+	profileFree(b)
 	runtime.KeepAlive(b)
 	return b.id, nil
 }

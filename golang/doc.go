@@ -4,7 +4,9 @@
 // returns a []byte over the Rust memory with no copy and no cgo call. Close releases the id; a
 // Buffer dropped without Close is released by a cleanup, batched with others into one call, and
 // ferry triggers garbage collections itself when the bytes held by open Buffers pass a soft limit
-// (SetSoftLimit, FERRY_SOFT_LIMIT), because Go's collector cannot see Rust memory.
+// (SetSoftLimit, FERRY_SOFT_LIMIT, or derived from GOMEMLIMIT or a cgroup's memory limit),
+// because Go's collector cannot see Rust memory; under a Go memory limit, ferry's bytes count
+// against it too.
 //
 // # Ownership
 //
@@ -22,11 +24,38 @@
 // # Memory pressure
 //
 // Go's collector cannot see Rust memory, so ferry counts the bytes of open Buffers itself. Past the
-// soft limit (DefaultSoftLimit, 256 MiB, or SetSoftLimit, or FERRY_SOFT_LIMIT read on first use)
-// it starts a collection so that the cleanups of unreachable Buffers run, and goroutines that keep
-// allocating past half as much again wait for one. The core's live-byte limit is set to twice the
-// soft limit: a create it refuses is retried after a collection a few times, then fails with
-// ErrLimitReached. ReadStats reports the counters and PublishExpvar exports them.
+// soft limit it starts a collection so that the cleanups of unreachable Buffers run, and goroutines
+// that keep allocating past half as much again wait for one. The core's live-byte limit (the hard
+// limit) is twice the soft limit: a create it refuses is retried after a collection a few times,
+// then fails with ErrLimitReached.
+//
+// The soft limit is, first that applies: SetSoftLimit or FERRY_SOFT_LIMIT (read on first use);
+// with a Go memory limit (GOMEMLIMIT or debug.SetMemoryLimit), half of what the Go heap leaves of
+// it, between a sixteenth of the limit and DefaultSoftLimit, with a hard limit of the larger of
+// 2 x DefaultSoftLimit and the Go limit; a quarter of the process's cgroup memory limit
+// (memory.max, or cgroup v1's memory.limit_in_bytes) when that is below DefaultSoftLimit;
+// DefaultSoftLimit.
+//
+// With a Go memory limit, Go's memory and ferry's live bytes share it as one budget: ferry lowers
+// the runtime's limit by its live bytes (never below an eighth of it), so Go's collector runs
+// earlier while Rust holds more, and raises it again as they are released. It updates the runtime
+// when its bytes have moved by 1/64 of the limit, not on every New and Close. The program's own
+// debug.SetMemoryLimit calls keep working: a value ferry did not set becomes the budget at ferry's
+// next update (or ReadStats); debug.SetMemoryLimit(-1) returns the lowered limit in force, and
+// setting such a value back restores the budget it came from. SetSoftLimit(0) stops all of this
+// and gives the runtime the program's limit back.
+//
+// ReadStats reports the counters, the limits in force and where they came from, and
+// PublishExpvar exports them.
+//
+// # Heap profile
+//
+// Go's heap profile cannot see Rust memory either, so ferry keeps its own: Buffers are sampled as
+// they are made, on average one per DefaultHeapProfileRate bytes (SetHeapProfileRate, or
+// FERRY_HEAP_PROFILE_RATE read at start-up), and a sampled Buffer's creation stack is kept until
+// its bytes are released. WriteHeapProfile writes it for go tool pprof, with the open Buffers by
+// creation stack (inuse_space, the default) and the Buffers the GC cleanup released because they
+// were never closed (dropped_space); HeapProfileHandler serves it over HTTP.
 //
 // # Callbacks and async work
 //

@@ -33,12 +33,15 @@ var (
 	cleanupsRun atomic.Uint64
 	// releaseCrossings counts ferry_buffer_release_many calls made for the queue.
 	releaseCrossings atomic.Uint64
+	// releasesInFlight counts batches taken from the queue and not yet released.
+	releasesInFlight atomic.Int64
 )
 
 // releaseNow releases b's id for Close and stops counting its bytes.
 func releaseNow(b *Buffer) error {
 	err := statusErr(C.ferry_buffer_release(C.uint64_t(b.id)))
 	untrack(b)
+	profileFree(b)
 	return err
 }
 
@@ -46,6 +49,7 @@ func releaseNow(b *Buffer) error {
 // without Close, and queues the id for a batched release.
 func releaseFromCleanup(a cleanupArg) {
 	cleanupsRun.Add(1)
+	profileDropped(a.prof)
 	relq.mu.Lock()
 	relq.ids = append(relq.ids, a.id)
 	relq.bytes += a.n
@@ -66,9 +70,13 @@ func releaseFromCleanup(a cleanupArg) {
 	relq.mu.Unlock()
 }
 
-// takeQueue empties the queue; relq.mu must be held.
+// takeQueue empties the queue; relq.mu must be held. The caller must pass what it returns to
+// releaseMany.
 func takeQueue() ([]uint64, int64) {
 	ids, n := relq.ids, relq.bytes
+	if len(ids) > 0 {
+		releasesInFlight.Add(1)
+	}
 	relq.ids, relq.bytes = make([]uint64, 0, releaseBatch), 0
 	return ids, n
 }
@@ -99,4 +107,5 @@ func releaseMany(ids []uint64, n int64) {
 	C.ferry_buffer_release_many((*C.uint64_t)(unsafe.Pointer(&ids[0])), C.size_t(len(ids)), &released)
 	releaseCrossings.Add(1)
 	untrackBytes(n)
+	releasesInFlight.Add(-1)
 }

@@ -52,7 +52,7 @@ test-python: python-install
 	@$(MAKE) --no-print-directory test-python-go
 
 # -tags ferry_external links no copy of ferry into the Go library; CGO_LDFLAGS links it to
-# libferry.so, whose SONAME (libferry.so.0) the dynamic linker matches with the one the Python
+# libferry.so, whose SONAME (libferry.so.N, N the ABI version) the dynamic linker matches with the one the Python
 # package already loaded.
 test-python-go: python-install
 	@mkdir -p $(PY_GO_OUT)

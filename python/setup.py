@@ -10,7 +10,7 @@ Where libferry.so comes from (environment variables, read at build time):
   (default <repo>/target); the library is copied into the wheel as ferry/_lib/libferry.so.
 - FERRY_LIB_DIR=/some/dir: bundle /some/dir/libferry.so instead of running cargo.
 - FERRY_BUNDLE=0: bundle nothing; at run time the package then loads the library named by
-  FERRY_LIBRARY, or an installed ferry found with pkg-config (``make install``), or libferry.so.0
+  FERRY_LIBRARY, or an installed ferry found with pkg-config (``make install``), or libferry.so.N (N the ABI version)
   from the dynamic linker's path. The wheel is then pure (py3-none-any).
 """
 

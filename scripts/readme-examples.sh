@@ -2,13 +2,14 @@
 # Runs what README.md shows, so that what a newcomer copies is known to work:
 #   - the blocks marked `<!-- readme-test: go -->` and `<!-- readme-test: c -->`, built against this
 #     checkout and run;
-#   - the new-user sections ("Use ferry from your own Go module", "... Rust crate"): their blocks
-#     marked `<!-- readme-test: sh start -->` (a flow starts again from the scratch directory),
-#     `<!-- readme-test: sh -->` (continues) and `<!-- readme-test: file NAME -->` (writes NAME in the
-#     current directory) become one bash script, run in order with `set -euo pipefail` from a fresh
-#     directory outside the repository, with FERRY (this checkout) and PREFIX (an install prefix in
-#     that directory) set, a module cache of its own, no go.work, and no Go toolchain download.
-#     Afterwards the programs' output and the binaries' dynamic dependencies are checked.
+#   - the new-user sections ("Use ferry from your own Go module", "... Rust crate", "Finding who
+#     holds ferry memory"): their blocks marked `<!-- readme-test: sh start -->` (a flow starts
+#     again from the scratch directory), `<!-- readme-test: sh -->` (continues) and
+#     `<!-- readme-test: file NAME -->` (writes NAME in the current directory) become one bash
+#     script, run in order with `set -euo pipefail` from a fresh directory outside the repository,
+#     with FERRY (this checkout) and PREFIX (an install prefix in that directory) set, a module
+#     cache of its own, no go.work, and no Go toolchain download. Afterwards the programs' output
+#     (go tool pprof's included) and the binaries' dynamic dependencies are checked.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/build/readme"
@@ -45,13 +46,14 @@ for m in re.finditer(r"<!-- readme-test: (go|c|python|sh start|sh|file [^ ]+) --
         if "FERRY_README_EOF" in code:
             sys.exit(f"readme-examples: {name} contains the heredoc delimiter")
         script.append(f"cat > {name} <<'FERRY_README_EOF'\n{code}FERRY_README_EOF")
-want = {"go": 1, "c": 1, "python": 1, "start": 2, "sh": 3, "file": 3}
+want = {"go": 1, "c": 1, "python": 1, "start": 3, "sh": 4, "file": 4}
 if found != want:
     sys.exit(f"readme-examples: expected blocks {want}, found {found}")
 (out / "new-user.sh").write_text("\n".join(script) + "\n")
 PY
 
-# Go: a throwaway module that uses the local package through a replace directive (no download).
+# Go: a throwaway module that uses the local package through a replace directive; `go mod tidy`
+# records ferry's dependency (github.com/google/pprof), from the module cache that `make test-go` filled.
 cat > "$out/go/go.mod" <<MOD
 module readmeexample
 
@@ -61,7 +63,7 @@ require github.com/ferry/ferry/golang v0.0.0
 
 replace github.com/ferry/ferry/golang => $root/golang
 MOD
-(cd "$out/go" && PKG_CONFIG_PATH="$root/build/pkgconfig" go run . > "$out/go/output.txt")
+(cd "$out/go" && go mod tidy && PKG_CONFIG_PATH="$root/build/pkgconfig" go run . > "$out/go/output.txt")
 echo "README Go example ran:" && sed 's/^/    /' "$out/go/output.txt"
 grep -qx 'hello from Rust memory' "$out/go/output.txt"
 grep -qx 'live ids after Close: 0' "$out/go/output.txt"
@@ -94,13 +96,15 @@ if ! env -u PKG_CONFIG_PATH -u GOPROXY -u GONOSUMDB -u GOPRIVATE -u GONOPROXY -u
 fi
 echo "README new-user commands ran in $(( $(date +%s) - start )) s; their programs printed:"
 grep -E '^(ferry ABI|zero-copy|callback|open:|after Close|frame of)' "$log" | sed 's/^/    /'
+echo "and go tool pprof -top on heap-demo's profile, from the file and over HTTP:"
+grep -E '^ +[0-9.]+MB +[0-9.]+% .*main\.(loadFrames|forget)$' "$log" | sed 's/^/    /'
 
 app="$scratch/hello-ferry"
 fail() { echo "readme-examples: $*" >&2; exit 1; }
 [ "$(grep -c '^after Close: live ids 0 live bytes 0$' "$log")" = 2 ] || fail "hello-ferry did not run twice cleanly"
 [ "$(grep -c '^callback from a Rust worker thread: 42$' "$log")" = 2 ] || fail "hello-ferry's callback"
 grep -qx 'after Close: live ids 0' "$log" || fail "frames-go did not release the crate's frame"
-grep -q '^require github.com/ferry/ferry/golang v' "$app/go.mod" || fail "hello-ferry does not require ferry by version"
+grep -qE '^(require +|[[:space:]]+)github.com/ferry/ferry/golang v' "$app/go.mod" || fail "hello-ferry does not require ferry by version"
 if grep -q '^replace' "$app/go.mod" "$scratch/frames-go/go.mod"; then fail "a replace directive"; fi
 [ ! -e "$scratch/go.work" ] || fail "a go.work"
 abi=$(sed -n 's/^#define FERRY_ABI_VERSION \([0-9]*\)$/\1/p' "$root/ffi/ferry.h")
@@ -108,5 +112,9 @@ readelf -d "$app/hello-shared" | grep -q "NEEDED.*\[libferry\.so\.$abi\]" || fai
 readelf -d "$app/hello-shared" | grep -q "RUNPATH.*\[$scratch/prefix/lib\]" || fail "hello-shared has no rpath to \$PREFIX/lib"
 if readelf -d "$app/hello-static" | grep -q 'NEEDED.*libferry'; then fail "hello-static needs libferry.so"; fi
 if readelf -d "$scratch/frames-go/frames-go" | grep -q 'NEEDED.*libferry'; then fail "frames-go needs libferry.so"; fi
+# heap-demo: loadFrames holds its 64 MiB at the top of inuse_space (from the file and over HTTP),
+# and forget's 32 MiB are what the cleanup released (dropped_space).
+[ "$(grep -cE '^ +64MB +100% +100% +64MB +100% +main\.loadFrames$' "$log")" = 2 ] || fail "pprof -top does not show loadFrames holding 64MB, twice"
+grep -qE '^ +32MB +100% +100% +32MB +100% +main\.forget$' "$log" || fail "pprof -top -sample_index=dropped_space does not show forget's 32MB"
 chmod -R u+w "$scratch" && rm -rf "$scratch"
-echo "readme examples: 6 passed, 0 failed (Go, C, Python, Go module shared and static, Rust crate)"
+echo "readme examples: 7 passed, 0 failed (Go, C, Python, Go module shared and static, Rust crate, heap profile)"

@@ -5,18 +5,19 @@
 //! An empty buffer has a null pointer; nothing ever hands out a dangling non-null pointer.
 
 use std::alloc::{self, Layout};
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use crate::error::Error;
+use crate::pages;
+use crate::refcount::RefCount;
 use crate::stats::Counters;
 
 /// Largest buffer ferry creates or adopts: 1 TiB. Anything larger is [`Error::TooLarge`]; the bound
 /// keeps every length well inside what Go's `unsafe.Slice` and C's `ptrdiff_t` accept.
 pub const MAX_LEN: usize = 1 << 40;
 
-/// Byte poured over adopted memory before it is handed back in guard mode (see [`set_guard_mode`]).
+/// Byte poured over a lent `Vec<u8>` before ferry frees it in guard mode (see [`set_guard_mode`]).
 pub const POISON: u8 = 0xA5;
 
 static GUARD_MODE: AtomicBool = AtomicBool::new(false);
@@ -25,9 +26,12 @@ static GUARD_MODE: AtomicBool = AtomicBool::new(false);
 ///
 /// In guard mode ferry allocates each zeroed or copied buffer with its own `mmap`, and when the last
 /// id over it is released the pages are made inaccessible (`PROT_NONE`) and never reused, so a view
-/// used after release faults at once instead of reading recycled memory. Adopted memory cannot be
-/// protected (ferry does not own its pages): it is overwritten with [`POISON`] before it is handed
-/// back. Guard mode leaks address space by design; it is for debugging (Go's `ferrydebug` tag).
+/// used after release faults at once instead of reading recycled memory. A lent `Vec<u8>` is
+/// overwritten with [`POISON`] before ferry frees it. Adopted memory (`Table::adopt_raw`,
+/// `ferry_buffer_adopt`) belongs to someone else and is never written by ferry, in guard mode or
+/// not: it goes back to its owner (or stays where it is, without a release function) exactly as
+/// the last holder left it, and a refused adoption leaves it untouched. Guard mode leaks address
+/// space by design; it is for debugging (Go's `ferrydebug` tag).
 pub fn set_guard_mode(on: bool) {
     GUARD_MODE.store(on, Ordering::SeqCst);
 }
@@ -41,19 +45,26 @@ pub fn guard_mode() -> bool {
 enum Storage {
     /// Length 0: no memory at all.
     Empty,
-    /// Allocated by ferry with the global allocator, `Layout::array::<u8>(len)`.
+    /// In the same allocation as the buffer's reference count (a [`BufferRef`] block): one
+    /// allocation per buffer for every size below [`pages::MAP_MIN`]. Freed with the block.
+    Inline,
+    /// Allocated by ferry with the global allocator, `Layout::array::<u8>(len)` (below
+    /// [`pages::MAP_MIN`] bytes).
     Heap,
+    /// Allocated by ferry as pages of its own (from [`pages::MAP_MIN`] bytes up): a mapping of
+    /// `map_len` bytes from [`pages::POOL`], given back to it on drop.
+    Mapped { map_len: usize },
     /// An adopted `Vec<u8>`: the bytes go back through `Vec::from_raw_parts(ptr, len, cap)`.
     /// `poison` records whether guard mode was on at creation.
     Vec { cap: usize, poison: bool },
     /// Guard mode: a private anonymous mapping of `map_len` bytes, protected (not unmapped) on drop.
     Guarded { map_len: usize },
-    /// Memory that belongs to someone else; the closure hands it back and runs exactly once.
-    /// `poison` records whether guard mode was on at creation.
-    Foreign { release: Option<Box<dyn FnOnce() + Send>>, poison: bool },
+    /// Memory that belongs to someone else; the closure hands it back and runs exactly once. ferry
+    /// never writes these bytes itself (they may be read-only), in guard mode or not.
+    Foreign { release: Option<Box<dyn FnOnce() + Send>> },
 }
 
-/// Owned bytes at a stable address, shared by `Arc`.
+/// Owned bytes at a stable address, shared by counted [`BufferRef`]s.
 ///
 /// Writers and readers outside Rust (Go, C) reach the bytes through the raw pointer; Rust code reads
 /// them through [`BufferRef::as_bytes`]. Like any shared memory, a write that races a read is the
@@ -127,13 +138,14 @@ impl Buffer {
         Ok(Buffer { ptr, len, storage: Storage::Vec { cap, poison: guard_mode() }, counters })
     }
 
-    /// Adopts foreign memory; `release` runs once when the buffer is dropped.
+    /// Adopts foreign memory; `release` runs once when the buffer is dropped. ferry never writes the
+    /// bytes itself.
     ///
     /// On error `release` is dropped without being called: the caller still owns the memory.
     ///
     /// # Safety
-    /// `ptr` must be valid for reads and writes of `len` bytes (or anything if `len` is 0) until
-    /// `release` runs, and nothing else may free it before then.
+    /// `ptr` must be valid for reads of `len` bytes (or anything if `len` is 0), and for writes if
+    /// anyone writes through a view, until `release` runs, and nothing else may free it before then.
     pub(crate) unsafe fn foreign(
         ptr: *mut u8,
         len: usize,
@@ -143,19 +155,14 @@ impl Buffer {
         check_len(len)?;
         counters.reserve(len)?;
         let ptr = if len == 0 { ptr::null_mut() } else { ptr };
-        Ok(Buffer {
-            ptr,
-            len,
-            storage: Storage::Foreign { release: Some(release), poison: guard_mode() },
-            counters,
-        })
+        Ok(Buffer { ptr, len, storage: Storage::Foreign { release: Some(release) }, counters })
     }
 
-    /// Takes the release closure out of adopted memory without calling it, and drops the buffer,
-    /// giving its bytes back to the counters: the adopter owns the memory again. Used when an adopt
-    /// fails after the buffer was built.
-    pub(crate) fn disown(mut self) {
-        if let Storage::Foreign { release, .. } = &mut self.storage {
+    /// Takes the release closure out of adopted memory without calling it: when the buffer is
+    /// dropped, its bytes go back to the counters and the adopter owns the memory again. Used when
+    /// an adopt fails after the buffer was built.
+    pub(crate) fn disown(&mut self) {
+        if let Storage::Foreign { release } = &mut self.storage {
             drop(release.take());
         }
     }
@@ -180,7 +187,7 @@ impl Drop for Buffer {
     fn drop(&mut self) {
         let (ptr, len) = (self.ptr, self.len);
         match std::mem::replace(&mut self.storage, Storage::Empty) {
-            Storage::Empty => {}
+            Storage::Empty | Storage::Inline => {}
             Storage::Heap => {
                 // SAFETY: `ptr` came from `alloc`/`alloc_zeroed` with exactly this layout (see heap_*).
                 unsafe { alloc::dealloc(ptr, Layout::array::<u8>(len).expect("checked at creation")) }
@@ -193,12 +200,14 @@ impl Drop for Buffer {
                 // SAFETY: these are the raw parts taken from a live Vec<u8> in `from_vec`, untouched since.
                 drop(unsafe { Vec::from_raw_parts(ptr, len, cap) });
             }
+            Storage::Mapped { map_len } => {
+                // SAFETY: `ptr` and `map_len` came from one `pages::POOL.allocate` call, and the last owner
+                // of the buffer is being dropped, so nothing uses the memory any more.
+                unsafe { pages::POOL.release(ptr, map_len) }
+            }
             Storage::Guarded { map_len } => unguard(ptr, map_len),
-            Storage::Foreign { release, poison } => {
-                if poison && len > 0 {
-                    // SAFETY: the foreign owner promised `len` writable bytes until `release` runs.
-                    unsafe { ptr::write_bytes(ptr, POISON, len) };
-                }
+            Storage::Foreign { release } => {
+                // Not poisoned, even in guard mode: the bytes are the owner's (see set_guard_mode).
                 if let Some(release) = release {
                     release();
                 }
@@ -217,6 +226,11 @@ fn check_len(len: usize) -> Result<(), Error> {
 }
 
 fn heap_zeroed(len: usize) -> Option<(*mut u8, Storage)> {
+    if len >= pages::MAP_MIN {
+        if let Some((p, map_len)) = pages::POOL.allocate(len, true) {
+            return Some((p, Storage::Mapped { map_len }));
+        } // out of mappings (vm.max_map_count), perhaps not of memory: malloc may still have some
+    }
     let layout = Layout::array::<u8>(len).ok()?;
     // SAFETY: `len > 0`, so the layout has a non-zero size.
     let p = unsafe { alloc::alloc_zeroed(layout) };
@@ -224,41 +238,22 @@ fn heap_zeroed(len: usize) -> Option<(*mut u8, Storage)> {
 }
 
 fn heap_uninit(len: usize) -> Option<(*mut u8, Storage)> {
+    if len >= pages::MAP_MIN {
+        if let Some((p, map_len)) = pages::POOL.allocate(len, false) {
+            return Some((p, Storage::Mapped { map_len }));
+        }
+    }
     let layout = Layout::array::<u8>(len).ok()?;
     // SAFETY: `len > 0`, so the layout has a non-zero size; the caller initialises every byte.
     let p = unsafe { alloc::alloc(layout) };
     (!p.is_null()).then_some((p, Storage::Heap))
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
-    }
-}
-
 /// Guard mode: a fresh zero-filled mapping rounded up to whole pages.
 fn guarded(len: usize) -> Option<(*mut u8, Storage)> {
-    let page = page_size();
+    let page = pages::page_size();
     let map_len = len.checked_add(page - 1)? / page * page;
-    // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no memory we own.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            map_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return None;
-    }
-    Some((p.cast(), Storage::Guarded { map_len }))
+    Some((pages::map(map_len, false)?, Storage::Guarded { map_len }))
 }
 
 /// Guard mode release: give the pages back to the kernel, then make the range fault on any access.
@@ -272,24 +267,125 @@ fn unguard(ptr: *mut u8, map_len: usize) {
     }
 }
 
+/// A buffer and the count of its references, on the heap. For a buffer with [`Storage::Inline`]
+/// the bytes follow in the same allocation ([`inline_layout`]).
+#[repr(C)]
+struct Block {
+    refs: RefCount,
+    buf: Buffer,
+}
+
+/// Alignment of inline bytes: what malloc gives a standalone allocation on 64-bit targets.
+const INLINE_ALIGN: usize = 16;
+
+/// The layout of a block with `len` inline bytes, and the offset of the bytes in it.
+fn inline_layout(len: usize) -> Option<(Layout, usize)> {
+    let (l, off) = Layout::new::<Block>().extend(Layout::from_size_align(len, INLINE_ALIGN).ok()?).ok()?;
+    Some((l.pad_to_align(), off))
+}
+
 /// A counted reference to a range of a buffer, for Rust code that works on the bytes (a worker
 /// hashing a buffer, say). It keeps the memory alive on its own: the bytes stay valid while the
 /// `BufferRef` lives, even after every id over them is released.
-#[derive(Clone)]
+///
+/// It is a thin pointer to a block holding the buffer and its reference count (like an `Arc`,
+/// whose protocol [`RefCount`] follows, model-checked in `tests/loom_model`); a buffer ferry
+/// allocates below [`pages::MAP_MIN`] bytes lives in that same block, so creating it is one
+/// allocation. Dropping the only reference frees the block without an atomic read-modify-write.
 pub struct BufferRef {
-    pub(crate) buf: Arc<Buffer>,
+    block: NonNull<Block>,
     pub(crate) off: usize,
     pub(crate) len: usize,
 }
 
+// SAFETY: a BufferRef is a counted reference to a `Buffer`, which is Send + Sync; the count is
+// atomic, and the block is freed only by the holder that drops the last reference.
+unsafe impl Send for BufferRef {}
+// SAFETY: as above; `&BufferRef` only reads the block.
+unsafe impl Sync for BufferRef {}
+
 impl BufferRef {
+    /// The first reference to `buf`, in a block of its own.
+    pub(crate) fn new(buf: Buffer) -> BufferRef {
+        let len = buf.len;
+        let block = Box::new(Block { refs: RefCount::one(), buf });
+        BufferRef { block: NonNull::from(Box::leak(block)), off: 0, len }
+    }
+
+    /// A zeroed buffer of `len` bytes; inline for sizes ferry allocates from the heap.
+    pub(crate) fn zeroed(len: usize, counters: &'static Counters) -> Result<BufferRef, Error> {
+        if len == 0 || len >= pages::MAP_MIN || guard_mode() {
+            return Ok(BufferRef::new(Buffer::zeroed(len, counters)?));
+        }
+        BufferRef::inline(len, counters, |_| {})
+    }
+
+    /// A buffer holding a copy of `src`; inline for sizes ferry allocates from the heap.
+    pub(crate) fn copied(src: &[u8], counters: &'static Counters) -> Result<BufferRef, Error> {
+        let len = src.len();
+        if len == 0 || len >= pages::MAP_MIN || guard_mode() {
+            return Ok(BufferRef::new(Buffer::copied(src, counters)?));
+        }
+        // SAFETY: `fill` gets the block's `len` fresh bytes, which cannot overlap `src`.
+        BufferRef::inline(len, counters, |p| unsafe { ptr::copy_nonoverlapping(src.as_ptr(), p, len) })
+    }
+
+    /// A block with `len` inline bytes (zeroed unless `fill` writes them all), counted against
+    /// `counters`. `fill` gets the first byte and must initialise all `len` or leave the zeroes.
+    fn inline(
+        len: usize,
+        counters: &'static Counters,
+        fill: impl FnOnce(*mut u8),
+    ) -> Result<BufferRef, Error> {
+        check_len(len)?;
+        counters.reserve(len)?;
+        let Some((layout, off)) = inline_layout(len) else {
+            counters.unreserve(len);
+            return Err(Error::AllocFailed);
+        };
+        // SAFETY: the layout has a non-zero size (it holds a Block). Zeroed, so that bytes `fill`
+        // does not write read as zero.
+        let p = unsafe { alloc::alloc_zeroed(layout) };
+        let Some(block) = NonNull::new(p.cast::<Block>()) else {
+            counters.unreserve(len);
+            return Err(Error::AllocFailed);
+        };
+        // SAFETY: `p..p+layout.size()` is ours: the Block goes at its start, `len` bytes at `off`.
+        unsafe {
+            let bytes = p.add(off);
+            fill(bytes);
+            block.as_ptr().write(Block {
+                refs: RefCount::one(),
+                buf: Buffer { ptr: bytes, len, storage: Storage::Inline, counters },
+            });
+        }
+        Ok(BufferRef { block, off: 0, len })
+    }
+
+    fn buf(&self) -> &Buffer {
+        // SAFETY: this reference keeps the block alive.
+        unsafe { &self.block.as_ref().buf }
+    }
+
+    /// Takes the release closure out of adopted memory without calling it, and drops the buffer,
+    /// giving its bytes back to the counters: the adopter owns the memory again. Used when an adopt
+    /// fails after the buffer was built; `self` must be the only reference.
+    pub(crate) fn disown(self) {
+        // SAFETY: this reference keeps the block alive, and it is the only one (checked), so nobody
+        // else reads the buffer while its release closure is taken out.
+        let b = unsafe { &mut *self.block.as_ptr() };
+        assert!(b.refs.is_unique(), "disown of a shared buffer");
+        b.buf.disown();
+    }
+
     /// The first byte of the range, or null when the range is empty.
+    #[inline]
     pub fn as_ptr(&self) -> *mut u8 {
         if self.len == 0 {
             ptr::null_mut()
         } else {
             // SAFETY: `off + len <= buf.len()` is an invariant of every BufferRef, so this stays in bounds.
-            unsafe { self.buf.as_ptr().add(self.off) }
+            unsafe { self.buf().as_ptr().add(self.off) }
         }
     }
 
@@ -308,7 +404,7 @@ impl BufferRef {
         if self.len == 0 {
             return &[];
         }
-        // SAFETY: the range is in bounds and initialised, and `self.buf` keeps it alive for the borrow.
+        // SAFETY: the range is in bounds and initialised, and `self` keeps it alive for the borrow.
         unsafe { std::slice::from_raw_parts(self.as_ptr(), self.len) }
     }
 
@@ -318,7 +414,43 @@ impl BufferRef {
         if end > self.len {
             return Err(Error::OutOfRange);
         }
-        Ok(BufferRef { buf: self.buf.clone(), off: self.off + off, len })
+        let mut r = self.clone();
+        (r.off, r.len) = (self.off + off, len);
+        Ok(r)
+    }
+}
+
+impl Clone for BufferRef {
+    fn clone(&self) -> BufferRef {
+        // SAFETY: this reference keeps the block alive.
+        unsafe { self.block.as_ref() }.refs.acquire();
+        BufferRef { block: self.block, off: self.off, len: self.len }
+    }
+}
+
+impl Drop for BufferRef {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: this reference keeps the block alive until it is given up here.
+        if unsafe { self.block.as_ref() }.refs.release() {
+            free_block(self.block);
+        }
+    }
+}
+
+/// Drops the buffer in `block` (its storage and its bytes' count) and frees the block.
+#[cold]
+fn free_block(block: NonNull<Block>) {
+    // SAFETY: the caller gave up the last reference: nobody else can reach the block. The layout
+    // is the one it was allocated with (inline: from its length; otherwise a plain Box).
+    unsafe {
+        let b = block.as_ptr();
+        let inline = matches!((*b).buf.storage, Storage::Inline);
+        let len = (*b).buf.len;
+        ptr::drop_in_place(b);
+        let layout =
+            if inline { inline_layout(len).expect("allocated with it").0 } else { Layout::new::<Block>() };
+        alloc::dealloc(b.cast(), layout);
     }
 }
 
@@ -335,6 +467,102 @@ mod tests {
 
     fn counters() -> &'static Counters {
         Box::leak(Box::new(Counters::new()))
+    }
+
+    /// A reference to `len` bytes at `off` of `b`.
+    fn sref(b: Buffer, off: usize, len: usize) -> BufferRef {
+        let mut r = BufferRef::new(b);
+        (r.off, r.len) = (off, len);
+        r
+    }
+
+    /// Guard mode is process-wide: a test that turns it on, or that looks at which storage a buffer
+    /// got, holds this lock.
+    static GUARD_LOCK: parking_lot::Mutex<()> = parking_lot::const_mutex(());
+
+    /// Guard mode on until dropped.
+    struct GuardOn(#[allow(dead_code)] parking_lot::MutexGuard<'static, ()>);
+
+    fn guard_on() -> GuardOn {
+        let g = GuardOn(GUARD_LOCK.lock());
+        set_guard_mode(true);
+        g
+    }
+
+    impl Drop for GuardOn {
+        fn drop(&mut self) {
+            set_guard_mode(false);
+        }
+    }
+
+    /// A buffer over `mem` with a release that only counts.
+    fn adopted(mem: *mut u8, len: usize, released: &'static std::sync::atomic::AtomicUsize) -> Buffer {
+        // SAFETY: every caller's memory outlives the buffer (it is static, or dropped after it).
+        unsafe {
+            Buffer::foreign(
+                mem,
+                len,
+                Box::new(move || {
+                    released.fetch_add(1, Ordering::SeqCst);
+                }),
+                counters(),
+            )
+        }
+        .unwrap()
+    }
+
+    #[test]
+    fn guard_mode_never_writes_adopted_memory() {
+        use std::sync::atomic::AtomicUsize;
+        static RELEASED: AtomicUsize = AtomicUsize::new(0);
+        // An immutable static lives in read-only pages: a write to it would kill the process.
+        static CONST_DATA: [u8; 8192] = [9; 8192];
+        let _guard = guard_on();
+
+        drop(adopted(CONST_DATA.as_ptr().cast_mut(), CONST_DATA.len(), &RELEASED));
+        assert!(CONST_DATA.iter().all(|&b| b == 9));
+
+        // Writable memory comes back as the last holder left it, to the release function...
+        let mut mem = vec![7u8; 4096];
+        let b = adopted(mem.as_mut_ptr(), mem.len(), &RELEASED);
+        // SAFETY: the buffer holds 4096 bytes at `mem`, which outlives it.
+        unsafe { *b.as_ptr().add(10) = 3 };
+        drop(b);
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 2);
+        assert!(mem.iter().enumerate().all(|(i, &b)| b == if i == 10 { 3 } else { 7 }));
+
+        // ...and a refused adoption (the table disowns the buffer) leaves it untouched, unreleased.
+        let mut b = adopted(mem.as_mut_ptr(), mem.len(), &RELEASED);
+        b.disown();
+        drop(b);
+        assert_eq!(RELEASED.load(Ordering::SeqCst), 2);
+        assert!(mem.iter().enumerate().all(|(i, &b)| b == if i == 10 { 3 } else { 7 }));
+    }
+
+    #[test]
+    fn large_buffers_get_pages_of_their_own() {
+        let _no_guard = GUARD_LOCK.lock();
+        let c = counters();
+        let small = Buffer::zeroed(pages::MAP_MIN - 1, c).unwrap();
+        assert!(matches!(small.storage, Storage::Heap));
+        for len in [pages::MAP_MIN, 1 << 20, pages::HUGE_MIN + 5] {
+            let b = Buffer::zeroed(len, c).unwrap();
+            assert!(matches!(b.storage, Storage::Mapped { map_len } if map_len >= len));
+            let r = sref(b, 0, len);
+            assert!(r.as_bytes().iter().all(|&b| b == 0));
+            // SAFETY: the buffer holds `len` bytes, and `r` is the only reference to them.
+            unsafe { ptr::write_bytes(r.as_ptr(), 0xEE, len) };
+            drop(r);
+            // The next one may reuse those pages: it is zeroed all the same.
+            let again = sref(Buffer::zeroed(len, c).unwrap(), 0, len);
+            assert!(again.as_bytes().iter().all(|&b| b == 0));
+            let src: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let cp = Buffer::copied(&src, c).unwrap();
+            assert!(matches!(cp.storage, Storage::Mapped { .. }));
+            assert_eq!(sref(cp, 0, len).as_bytes(), &src[..]);
+        }
+        drop(small);
+        assert_eq!(c.snapshot().live_bytes, 0);
     }
 
     #[test]
@@ -354,10 +582,10 @@ mod tests {
     fn zeroed_and_copied_hold_the_right_bytes() {
         let c = counters();
         let z = Buffer::zeroed(1000, c).unwrap();
-        let r = BufferRef { buf: Arc::new(z), off: 0, len: 1000 };
+        let r = sref(z, 0, 1000);
         assert!(r.as_bytes().iter().all(|&b| b == 0));
         let cp = Buffer::copied(b"hello", c).unwrap();
-        let r = BufferRef { buf: Arc::new(cp), off: 1, len: 3 };
+        let r = sref(cp, 1, 3);
         assert_eq!(r.as_bytes(), b"ell");
         assert_eq!(r.slice(1, 2).unwrap().as_bytes(), b"ll");
         assert_eq!(r.slice(2, 2).unwrap_err(), Error::OutOfRange);

@@ -52,6 +52,7 @@ macro_rules! status_table {
         }
     };
 }
+#[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use status_table;
 
 macro_rules! status_messages {

@@ -39,6 +39,9 @@ pub mod error;
 pub mod fault;
 #[cfg(not(loom))]
 pub mod ffi;
+#[cfg(not(loom))]
+mod pages;
+mod refcount;
 mod slots;
 pub mod stats;
 mod sync;
@@ -66,6 +69,7 @@ pub mod loom_api {
     pub use crate::callback::hazard::FAILING_BARRIERS;
     pub use crate::callback::registry::{get, invoke, register, unregister};
     pub use crate::callback::{CallError, Payload};
+    pub use crate::refcount::RefCount;
     pub use crate::slots::{Kind, Slots};
     pub use crate::stats::{Counters, GRAIN};
 

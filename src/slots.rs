@@ -82,16 +82,18 @@ pub(crate) fn encode(kind: Kind, key: Key) -> u64 {
 
 /// The parts of `id`, or `None` if it was not issued by a table of `kind` (0 and every id of
 /// another kind included).
-#[inline]
+///
+/// Generation 0 decodes too: no slot ever holds it, so such an id never matches a live value.
+#[inline(always)]
 pub(crate) fn decode(id: u64, kind: Kind) -> Option<Key> {
     if (id >> KIND_SHIFT) & 0xF != u64::from(kind as u8) {
         return None;
     }
-    let gen = (id >> GEN_SHIFT) as u32;
-    if gen < FIRST_GEN {
-        return None;
-    }
-    Some(Key { gen, shard: ((id >> SHARD_SHIFT) & 0xF) as usize, slot: (id & SLOT_MASK) as usize })
+    Some(Key {
+        gen: (id >> GEN_SHIFT) as u32,
+        shard: ((id >> SHARD_SHIFT) & 0xF) as usize,
+        slot: (id & SLOT_MASK) as usize,
+    })
 }
 
 /// The generation a freed slot moves on to, or `None` when the slot must be retired (its next
@@ -207,6 +209,7 @@ impl<T> Slots<T> {
         }
     }
 
+    #[inline(always)]
     fn shard(&self, ix: usize) -> &Mutex<Shard<T>> {
         &self.shards[ix].0
     }
@@ -247,7 +250,7 @@ impl<T> Slots<T> {
     /// Calls `f` with the value `id` names, under its shard's lock: keep `f` short (clone an `Arc`
     /// out, read a field). Errors: [`Error::InvalidHandle`] for an id of another kind, a stale or
     /// forged one.
-    #[inline]
+    #[inline(always)]
     pub fn with<R>(&self, id: u64, f: impl FnOnce(&T) -> R) -> Result<R, Error> {
         let k = self.key(id)?;
         let s = self.shard(k.shard).lock();
@@ -291,11 +294,17 @@ impl<T> Slots<T> {
     pub fn remove(&self, id: u64) -> Result<T, Error> {
         let k = self.key(id)?;
         let mut s = self.shard(k.shard).lock();
+        Self::take(&mut s, k).ok_or(Error::InvalidHandle)
+    }
+
+    /// Takes the value of slot `k` out of a locked shard, if `k` names it.
+    #[inline]
+    fn take(s: &mut Shard<T>, k: Key) -> Option<T> {
         let sl = match s.slots.get_mut(k.slot) {
             Some(sl) if sl.gen == k.gen && sl.val.is_some() => sl,
-            _ => return Err(Error::InvalidHandle),
+            _ => return None,
         };
-        let v = sl.val.take().expect("checked above");
+        let v = sl.val.take();
         sl.claimed = false;
         match next_gen(sl.gen) {
             Some(g) => {
@@ -305,14 +314,42 @@ impl<T> Slots<T> {
             None => sl.gen = RETIRED,
         }
         s.released += 1;
-        Ok(v)
+        v
+    }
+
+    /// The parts of `id` if it is of this table's kind. A shard past `nshards` needs no check of its
+    /// own: it never holds a slot, so the lookup that follows fails.
+    #[inline(always)]
+    /// Removes every id in `ids` (see [`Slots::remove`]), locking each shard once per run of ids
+    /// that fall in it, and returns the values taken, for the caller to drop after every lock is
+    /// let go. Ids that name no live value are skipped.
+    pub fn remove_many(&self, ids: &[u64]) -> Vec<T> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut i = 0;
+        while i < ids.len() {
+            let Ok(k) = self.key(ids[i]) else {
+                i += 1;
+                continue;
+            };
+            let mut s = self.shard(k.shard).lock();
+            while i < ids.len() {
+                match self.key(ids[i]) {
+                    Ok(k2) if k2.shard == k.shard => {
+                        if let Some(v) = Self::take(&mut s, k2) {
+                            out.push(v);
+                        }
+                        i += 1;
+                    }
+                    Ok(_) => break,
+                    Err(_) => i += 1,
+                }
+            }
+        }
+        out
     }
 
     fn key(&self, id: u64) -> Result<Key, Error> {
-        match decode(id, self.kind) {
-            Some(k) if k.shard < self.nshards => Ok(k),
-            _ => Err(Error::InvalidHandle),
-        }
+        decode(id, self.kind).ok_or(Error::InvalidHandle)
     }
 
     /// Ids issued and ids removed since the table was made.
@@ -413,6 +450,23 @@ mod tests {
         for (i, id) in ids.into_iter().enumerate() {
             assert_eq!(t.remove(id), Ok(i as u32));
         }
+    }
+
+    #[test]
+    fn remove_many_takes_each_live_id_once_across_shards() {
+        let t: Slots<u32> = Slots::new(Kind::Buffer, 4);
+        let ids: Vec<u64> = (0..40).map(|i| t.insert(i).unwrap()).collect();
+        let mut mixed = vec![0, ids[3], u64::MAX, ids[3]];
+        mixed.extend(ids.iter().rev().copied());
+        let mut got = t.remove_many(&mixed);
+        got.sort();
+        assert_eq!(
+            got,
+            (0..40).collect::<Vec<u32>>(),
+            "each live id once; stale, repeated and forged skipped"
+        );
+        assert_eq!(t.live(), 0);
+        assert!(t.remove_many(&ids).is_empty());
     }
 
     #[test]

@@ -6,8 +6,6 @@
 //! their own buffers never touch the same lock. Locks are held only to read or move a slot: buffers
 //! are dropped (and foreign release callbacks run) after the lock is released.
 
-use std::sync::Arc;
-
 use crate::buffer::{Buffer, BufferRef};
 use crate::error::Error;
 use crate::slots::{Kind, Slots};
@@ -74,18 +72,17 @@ impl Table {
         Ok(View { id, ptr, len })
     }
     fn insert_buffer(&self, b: Buffer) -> Result<View, Error> {
-        let len = b.len();
-        self.insert(BufferRef { buf: Arc::new(b), off: 0, len })
+        self.insert(BufferRef::new(b))
     }
 
     /// A new zeroed buffer of `len` bytes that its holders may write.
     pub fn create_zeroed(&'static self, len: usize) -> Result<View, Error> {
-        self.insert_buffer(Buffer::zeroed(len, &self.counters)?)
+        self.insert(BufferRef::zeroed(len, &self.counters)?)
     }
 
     /// A new buffer holding a copy of `src`.
     pub fn create_copy(&'static self, src: &[u8]) -> Result<View, Error> {
-        self.insert_buffer(Buffer::copied(src, &self.counters)?)
+        self.insert(BufferRef::copied(src, &self.counters)?)
     }
 
     /// Lends a vector without copying: ferry owns it from now on and drops it when the last id over it
@@ -115,17 +112,16 @@ impl Table {
     ) -> Result<View, Error> {
         // SAFETY: forwarded from this function's own contract.
         let b = unsafe { Buffer::foreign(ptr, len, Box::new(release), &self.counters)? };
-        let len = b.len();
-        self.try_insert(BufferRef { buf: Arc::new(b), off: 0, len }).map_err(|(e, r)| {
-            // Nobody else has seen the buffer, so the Arc is unique: hand the memory back unreleased.
-            if let Ok(b) = Arc::try_unwrap(r.buf) {
-                b.disown();
-            }
+        self.try_insert(BufferRef::new(b)).map_err(|(e, r)| {
+            // Nobody else has seen the buffer, so the reference is unique: hand the memory back
+            // unreleased.
+            r.disown();
             e
         })
     }
 
     /// The address and length that `id` names.
+    #[inline]
     pub fn view(&self, id: u64) -> Result<View, Error> {
         self.slots.with(id, |e| View { id, ptr: e.as_ptr(), len: e.len() })
     }
@@ -174,7 +170,8 @@ impl Table {
 
     /// Releases every id in `ids` and returns how many were valid; invalid ids are skipped.
     pub fn release_many(&self, ids: &[u64]) -> usize {
-        ids.iter().filter(|&&id| self.release(id).is_ok()).count()
+        // One lock per run of ids in the same shard; the buffers are dropped after the locks.
+        self.slots.remove_many(ids).len()
     }
 
     /// Sets the live-byte limit (0 for none). Creates that would pass it fail with

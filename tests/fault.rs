@@ -280,6 +280,16 @@ fn cases() -> Vec<Case> {
             teardown: |c| drain_and_close(c, 1),
         },
         Case {
+            name: "ferry_async_submit_batch",
+            setup: with_queue,
+            call: |c| {
+                let jobs =
+                    [FerryJob { tag: TAG, op: FERRY_OP_ECHO, input: c.id, value: 5, ..Default::default() }];
+                ferry_async_submit_batch(c.q, jobs.as_ptr(), jobs.len(), std::ptr::null_mut())
+            },
+            teardown: |c| drain_and_close(c, 1),
+        },
+        Case {
             name: "ferry_async_cancel",
             setup: |c| {
                 with_queue(c);

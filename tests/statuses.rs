@@ -44,6 +44,9 @@ fn rec(func: &'static str, st: FerryStatus) -> FerryStatus {
 /// Listed statuses this test does not force, with the reason. TABLE_FULL is left out for every
 /// function that issues an id (see `table_full_reason`).
 const NOT_FORCED: &[(&str, FerryStatus, &str)] = &[
+    ("ferry_async_submit_batch", S::Closed, "the admission code of ferry_async_submit, forced there"),
+    ("ferry_async_submit_batch", S::AllocFailed, "the admission code of ferry_async_submit, forced there"),
+    ("ferry_async_submit_batch", S::WouldDeadlock, "the admission code of ferry_async_submit, forced there"),
     ("ferry_buffer_new", S::AllocFailed, "the allocator must refuse memory; no hook makes it"),
     ("ferry_buffer_copy", S::AllocFailed, "the allocator must refuse memory; no hook makes it"),
     ("ferry_queue_new_sink", S::AllocFailed, "the OS must refuse a thread of the sink's fixed 256 KiB stack"),
@@ -470,6 +473,39 @@ fn nested_submits_until_would_deadlock() {
     assert_eq!(ferry_pool_configure(0, 0, 0), S::Ok);
 }
 
+/// ferry_async_submit_batch: each refusal stops the batch where it happens.
+fn batches() {
+    assert_eq!(ferry_pool_shutdown(), S::Ok);
+    assert_eq!(ferry_pool_configure(1, 1, 0), S::Ok);
+    let f = "ferry_async_submit_batch";
+    let mut q = 0u64;
+    assert_eq!(ferry_queue_new(&mut q), S::Ok);
+    let job = |tag: u64, op: u32, arg: u64| FerryJob { tag, op, arg, value: tag, ..Default::default() };
+    let mut n = 99usize;
+    assert_eq!(rec(f, ferry_async_submit_batch(q, ptr::null(), 1, &mut n)), S::NullPointer);
+    assert_eq!(rec(f, ferry_async_submit_batch(q, ptr::null(), usize::MAX, &mut n)), S::TooLarge);
+    assert_eq!(rec(f, ferry_async_submit_batch(q, ptr::null(), 0, &mut n)), S::Ok);
+    let echo = [job(1, FERRY_OP_ECHO, 0)];
+    assert_eq!(rec(f, ferry_async_submit_batch(0, echo.as_ptr(), 1, &mut n)), S::InvalidHandle);
+    assert_eq!(n, 0);
+    let bad_op = [job(2, FERRY_OP_ECHO, 0), job(3, 77, 0)];
+    assert_eq!(rec(f, ferry_async_submit_batch(q, bad_op.as_ptr(), 2, &mut n)), S::Unsupported);
+    assert_eq!(n, 1, "the job before the unknown op was taken");
+    drain(q, 1);
+    let bad_arg = [job(4, FERRY_OP_SLEEP, u64::MAX)];
+    assert_eq!(rec(f, ferry_async_submit_batch(q, bad_arg.as_ptr(), 1, &mut n)), S::InvalidArgument);
+    // Room for one waiting job: a batch is queued under one lock, before any worker can take a
+    // job of it, so the second 60 s sleep is refused.
+    let sleeps = [job(10, FERRY_OP_SLEEP, 60_000_000), job(11, FERRY_OP_SLEEP, 60_000_000)];
+    let st = rec(f, ferry_async_submit_batch(q, sleeps.as_ptr(), 2, &mut n));
+    assert_eq!((st, n), (S::QueueFull, 1));
+    assert_eq!(ferry_async_cancel(q, 10), S::Ok);
+    drain(q, 1);
+    assert_eq!(ferry_queue_close(q), S::Ok);
+    assert_eq!(ferry_pool_shutdown(), S::Ok);
+    assert_eq!(ferry_pool_configure(0, 0, 0), S::Ok);
+}
+
 fn async_work() {
     assert_eq!(rec("ferry_pool_shutdown", ferry_pool_shutdown()), S::Ok);
     let f = "ferry_pool_configure";
@@ -576,6 +612,7 @@ fn every_listed_status_is_real_and_nothing_else_comes_back() {
     callbacks();
     queues();
     async_work();
+    batches();
     nested_submits_until_would_deadlock();
     assert_eq!(submit_without_threads(), S::AllocFailed);
     let (after, cb_after) = (stats(), cb_stats());

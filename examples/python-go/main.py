@@ -2,8 +2,8 @@
 
     python examples/python-go/main.py build/python-go/libpygo.so
 
-The ferry package is imported first: it loads libferry.so (SONAME libferry.so.0). libpygo.so
-needs libferry.so.0, and the dynamic linker finds it already loaded, so Go, Python and Rust share
+The ferry package is imported first: it loads libferry.so (SONAME libferry.so.N, N the ABI version). libpygo.so
+needs libferry.so.N, and the dynamic linker finds it already loaded, so Go, Python and Rust share
 one copy of ferry and one handle table: an id made in Go is valid in Python, and the live-id
 count reads the same from both languages.
 """

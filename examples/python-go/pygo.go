@@ -3,7 +3,7 @@
 // without a copy through the same ferry table.
 //
 // It is built with -tags ferry_external and linked against libferry.so (not libferry.a), so the
-// process holds one copy of ferry: the dynamic linker maps libferry.so.0 once, for the Python
+// process holds one copy of ferry: the dynamic linker maps libferry.so.N (its SONAME, N the ABI version) once, for the Python
 // package and for this library alike (see README.md).
 package main
 

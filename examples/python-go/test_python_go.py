@@ -20,9 +20,11 @@ def test_go_library_lends_to_python_through_one_table():
 
 def test_without_pythons_ferry_the_go_library_finds_no_libferry():
     # libpygo.so carries no copy of ferry: loaded before the ferry package (and with libferry
-    # not on the linker's path), it cannot resolve libferry.so.0. So in main.py it uses the one
-    # the Python package loaded.
+    # not on the linker's path), it cannot resolve libferry.so.N (N the ABI version). So in main.py
+    # it uses the one the Python package loaded.
     code = f"import ctypes; ctypes.CDLL({str(LIB)!r})"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={"PATH": "/usr/bin:/bin"})
-    assert r.returncode != 0 and "libferry.so.0" in r.stderr, r.stderr
+    from ferry import _lib
+
+    assert r.returncode != 0 and _lib.SONAME in r.stderr, r.stderr

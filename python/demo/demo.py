@@ -58,30 +58,23 @@ def main() -> int:
         print(f"{r['label']:>8} {fmt_ns(r['view_ns']):>10} {fmt_ns(r['copy_ns']):>10} {ratio:>9.0f}x {'yes' if same else 'NO':>11}")
         md.append(f"| {r['label']} | {fmt_ns(r['view_ns'])} | {fmt_ns(r['copy_ns'])} | {ratio:,.0f}× | {'yes' if same else 'NO'} |")
 
-    # 2. Async completions into asyncio, batched vs one per crossing.
+    # 2. Async completions, batched vs one per crossing.
     n = 50_000 if args.quick else 200_000
-    print(f"\nAsync: {n:,} jobs awaited from asyncio, 4,096 in flight")
-    print(f"{'delivery':>24} {'completions/s':>14} {'crossings':>10}")
-    md += [f"\nAsync: {n:,} jobs (OP_ECHO) awaited from asyncio, 4,096 in flight; one poller thread "
-           "delivers completions into the loop with one `call_soon_threadsafe` per batch.\n",
-           "| delivery | completions/s | crossings |", "|---|---:|---:|"]
-    res = {}
-    for batch in (256, 1):
-        r = measure.completions(n, batch, "asyncio")
-        res[batch] = r
-        label = "batched (<= 256)" if batch > 1 else "one per crossing"
-        print(f"{label:>24} {r['per_s']:>14,.0f} {r['crossings']:>10,}")
-        md.append(f"| {label} | {r['per_s']:,.0f} | {r['crossings']:,} |")
-    print(f"{'batched / one':>24} {res[256]['per_s'] / res[1]['per_s']:>13.1f}x")
-    md.append(f"| batched / one per crossing | {res[256]['per_s'] / res[1]['per_s']:.1f}× | |")
-    dres = {b: measure.delivery(n, b) for b in (256, 1)}
-    dratio = dres[256]["per_s"] / dres[1]["per_s"]
-    print(f"{'delivery alone, batched':>24} {dres[256]['per_s']:>14,.0f} {dres[256]['crossings']:>10,}")
-    print(f"{'delivery alone, one':>24} {dres[1]['per_s']:>14,.0f} {dres[1]['crossings']:>10,}")
-    print(f"{'batched / one':>24} {dratio:>13.1f}x")
-    md.append(f"| delivery alone (completions posted ready-made), batched | {dres[256]['per_s']:,.0f} | {dres[256]['crossings']:,} |")
-    md.append(f"| delivery alone, one per crossing | {dres[1]['per_s']:,.0f} | {dres[1]['crossings']:,} |")
-    md.append(f"| delivery alone: batched / one per crossing | {dratio:.1f}× | |")
+    print(f"\nAsync: {n:,} jobs per mode, 4,096 in flight, the modes taking turns in 2 rounds")
+    print(f"{'mode':>44} {'completions/s':>14} {'submit calls':>13} {'deliveries':>11}")
+    md += [f"\nAsync: {n:,} jobs (OP_ECHO) per mode, 4,096 in flight, the modes taking turns in 2 "
+           "rounds. Batched: one `ferry_async_submit_batch` per 4,096 jobs (submit_async: per loop "
+           "turn) and up to 1,024 completions per delivery crossing (one `call_soon_threadsafe` "
+           "per batch); one per crossing: one submit and one delivery crossing per job.\n",
+           "| mode | completions/s | submit calls | delivery crossings |", "|---|---:|---:|---:|"]
+    comp = measure.compare(n, rounds=2)
+    for r in comp:
+        label = measure.LABELS[r["kind"], r["batched"]]
+        print(f"{label:>44} {r['per_s']:>14,.0f} {r['submit_calls']:>13,} {r['crossings']:>11,}")
+        md.append(f"| {label} | {r['per_s']:,.0f} | {r['submit_calls']:,} | {r['crossings']:,} |")
+    for batched, one, ratio in measure.ratios(comp):
+        print(f"{batched} / one per crossing: {ratio:.1f}x")
+        md.append(f"| {batched} / {one} | {ratio:.1f}× | | |")
 
     # 3. Buffers lost in reference cycles: the soft limit makes ferry collect them.
     total_mib = 256 if args.quick else 1024

@@ -93,7 +93,7 @@ def test_pkg_config_candidate(tmp_path, monkeypatch):
 
     libdir = tmp_path / "lib"
     (libdir / "pkgconfig").mkdir(parents=True)
-    (libdir / "libferry.so.0").write_bytes(b"")
+    (libdir / _lib.SONAME).write_bytes(b"")
     (libdir / "pkgconfig" / "ferry.pc").write_text(
         f"prefix={tmp_path}\nlibdir={libdir}\n\nName: ferry\nDescription: t\nVersion: 0.1.0\n"
     )
@@ -104,5 +104,5 @@ def test_pkg_config_candidate(tmp_path, monkeypatch):
 
     if shutil.which("pkg-config") is None:
         pytest.skip("no pkg-config")
-    assert str(libdir / "libferry.so.0") in cands
-    assert cands[-1] == "libferry.so.0"
+    assert str(libdir / _lib.SONAME) in cands
+    assert cands[-1] == _lib.SONAME

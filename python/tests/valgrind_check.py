@@ -86,6 +86,13 @@ def jobs():
             check(bytes(e) == b"hello", "echo")
     slow = ferry.submit(ferry.OP_SLEEP, arg=30_000_000)
     check(slow.cancel(), "cancel")
+    # A batch read from a Python array in place, resubmitted past a refused job (pointer + offset).
+    with ferry.Buffer.copy(b"batch") as buf:
+        futs = ferry.submit_many([(ferry.OP_ECHO, buf, 0, 1), (999,), (ferry.OP_CHECKSUM, buf)])
+    with futs[0].result(timeout=60).buffer as e:
+        check(bytes(e) == b"batch", "submit_many echo")
+    check(isinstance(futs[1].exception(timeout=60), ferry.Unsupported), "submit_many refusal")
+    check(futs[2].result(timeout=60).value == 0x99954E824B0D0E3B, "submit_many checksum")
 
     async def main():
         futs = [ferry.submit_async(ferry.OP_ECHO, value=i) for i in range(300)]

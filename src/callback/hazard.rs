@@ -435,6 +435,13 @@ impl Hazard {
         light_barrier();
         Some(Hazard { slot, depth })
     }
+
+    /// Reports whether another invoke on this thread is running under this one (a callback that
+    /// invokes a callback).
+    #[inline]
+    pub(crate) fn nested(&self) -> bool {
+        self.depth > 1
+    }
 }
 
 impl Drop for Hazard {

@@ -54,7 +54,7 @@ pub use ops::{fnv1a64, Op, Request};
 pub use pool::{configure, shutdown, spawn, submit, PoolConfig};
 #[cfg(not(loom))]
 pub use queue::{cancel, CancelToken, Completer, Completion, CompletionQueue};
-pub use registry::{invoke, register, unregister, Callback};
+pub use registry::{get, invoke, register, unregister, Callback};
 
 /// What crosses in a call or a completion: a buffer id and a plain value, no pointers.
 ///

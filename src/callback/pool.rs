@@ -261,24 +261,76 @@ pub fn spawn(
 
 fn enqueue(queue: u64, tag: u64, work: Work) -> Result<(), CallError> {
     let done = Completer::on(queue::get(queue)?, tag)?;
+    let (n, r) = push_jobs(vec![Job { work, done }]);
+    debug_assert!(n == 1 || r.is_err());
+    r
+}
+
+/// Submits built-in operations in one go: one queue lookup, one lock of the pool and at most one
+/// wake-up per worker for the whole batch. Jobs are taken in order; the first that is refused
+/// stops the batch (it and the jobs after it are not submitted). Returns how many were taken,
+/// each of which gets exactly one completion, and `Ok` or the first refusal's error (the same
+/// errors as [`submit`]).
+pub fn submit_batch(
+    queue: u64,
+    jobs: impl IntoIterator<Item = (u64, Request)>,
+) -> (usize, Result<(), CallError>) {
+    let q = match queue::get(queue) {
+        Ok(q) => q,
+        Err(e) => return (0, Err(e)),
+    };
+    let mut ready = Vec::new();
+    let mut refused = Ok(());
+    for (tag, req) in jobs {
+        let job = Prepared::new(req)
+            .and_then(|p| Ok(Job { work: Work::Op(p), done: Completer::on(q.clone(), tag)? }));
+        match job {
+            Ok(j) => ready.push(j),
+            Err(e) => {
+                refused = Err(e);
+                break;
+            }
+        }
+    }
+    let (n, r) = push_jobs(ready);
+    (n, r.and(refused))
+}
+
+/// Queues `jobs` in order under one lock, until one is refused; wakes as many sleeping workers as
+/// there are new jobs. Returns how many were queued and the refusal, if any (the refused job and
+/// those after it give their tags up without a completion).
+fn push_jobs(jobs: Vec<Job>) -> (usize, Result<(), CallError>) {
     let nested = on_worker();
     let mut st = POOL.state.lock();
-    let refused = admit(&mut st, nested).err();
-    if let Some(e) = refused {
-        drop(st);
-        done.forget();
-        return Err(e);
+    let mut pushed = 0;
+    let mut rest = jobs.into_iter();
+    let mut refused = Ok(());
+
+    let mut left = Vec::new();
+    for job in rest.by_ref() {
+        if let Err(e) = admit(&mut st, nested) {
+            refused = Err(e);
+            left.push(job);
+            left.extend(rest.by_ref());
+            break;
+        }
+        st.jobs.push_back(job);
+        pushed += 1;
     }
-    st.jobs.push_back(Job { work, done });
-    let wake = st.idle > st.signaled && st.jobs.len() > st.signaled;
-    if wake {
-        st.signaled += 1;
-    }
+    // Wake for what was queued, refused or not (a batch refused part-way still queued its first
+    // jobs).
+    let sleeping = st.idle.saturating_sub(st.signaled);
+    let wake = sleeping.min(st.jobs.len().saturating_sub(st.signaled)).min(pushed);
+    st.signaled += wake;
     drop(st);
-    if wake {
+    for _ in 0..wake {
         POOL.cv.notify_one();
     }
-    Ok(())
+    // The refused job and those after it give their tags up, after the lock is let go.
+    for j in left {
+        j.done.forget();
+    }
+    (pushed, refused)
 }
 
 /// Decides whether one more job may be queued, starting the pool or an extra worker as needed.
@@ -623,7 +675,7 @@ mod tests {
         shutdown().unwrap();
         configure(PoolConfig { threads: 1, ..PoolConfig::default() }).unwrap();
         let q = queue::create().unwrap();
-        submit(q, 1, req(Op::Sleep, 0, 5_000_000, 0)).unwrap();
+        submit(q, 1, req(Op::Sleep, 0, 60_000_000, 0)).unwrap();
         let ran = Arc::new(AtomicUsize::new(0));
         let r2 = ran.clone();
         spawn(q, 2, move |_| {
@@ -631,12 +683,14 @@ mod tests {
             Ok(Payload::default())
         })
         .unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        // Whether or not the sleep has started yet, both complete CANCELLED: a waiting job is
+        // skipped, a running sleep checks the flag every millisecond.
         assert_eq!(queue::cancel(q, 2), Ok(true));
         assert_eq!(queue::cancel(q, 1), Ok(true));
         let t0 = std::time::Instant::now();
         let got = drain(q, 2);
-        assert!(t0.elapsed() < Duration::from_secs(2), "the running sleep saw the flag");
+        // Not a timing test: an uncancelled sleep would take its full 60 s.
+        assert!(t0.elapsed() < Duration::from_secs(50), "the running sleep never saw the flag");
         assert_eq!(got[0].result, Err(CallError::Cancelled));
         assert_eq!(got[1].result, Err(CallError::Cancelled));
         assert_eq!(ran.load(Ordering::SeqCst), 0, "a job cancelled before it started never runs");
@@ -651,15 +705,39 @@ mod tests {
         shutdown().unwrap();
         configure(PoolConfig { threads: 2, queue_cap: 4, ..PoolConfig::default() }).unwrap();
         let q = queue::create().unwrap();
-        submit(q, 0, req(Op::Sleep, 0, 50_000, 0)).unwrap();
-        submit(q, 1, req(Op::Sleep, 0, 50_000, 0)).unwrap();
-        std::thread::sleep(Duration::from_millis(10));
+        // Two jobs hold both workers until the gate opens (no sleeps: a loaded machine or valgrind
+        // must not change what this test sees).
+        let gate = Arc::new(std::sync::Barrier::new(3));
+        let started = Arc::new(AtomicUsize::new(0));
+        for tag in 0..2 {
+            let (g, s) = (gate.clone(), started.clone());
+            spawn(q, tag, move |_| {
+                s.fetch_add(1, Ordering::SeqCst);
+                g.wait();
+                Ok(Payload::default())
+            })
+            .unwrap();
+        }
+        while started.load(Ordering::SeqCst) < 2 {
+            std::thread::yield_now();
+        }
         assert_eq!(workers(), 2);
         for tag in 2..6 {
             submit(q, tag, req(Op::Echo, 0, 0, 0)).unwrap();
         }
         assert_eq!(submit(q, 6, req(Op::Echo, 0, 0, 0)), Err(CallError::QueueFull));
-        shutdown().unwrap();
+        let stopper = std::thread::spawn(shutdown);
+        // Once shutdown has taken the waiting jobs, submits are refused; then let the running ones go.
+        // (The queue is full, so until then a probe is refused with QUEUE_FULL.)
+        loop {
+            match submit(q, 7, req(Op::Echo, 0, 0, 0)) {
+                Err(CallError::QueueFull) => std::thread::yield_now(),
+                Err(CallError::Closed) => break,
+                other => panic!("probe submit: {other:?}"),
+            }
+        }
+        gate.wait();
+        stopper.join().unwrap().unwrap();
         assert_eq!(workers(), 0);
         let got = drain(q, 6);
         assert!(got[..2].iter().all(|c| c.result.is_ok()), "running jobs finish");
@@ -667,8 +745,9 @@ mod tests {
         configure(PoolConfig::default()).unwrap();
         submit(q, 7, req(Op::Echo, 0, 0, 9)).unwrap();
         assert_eq!(drain(q, 1)[0].result.unwrap().value, 9);
+        // This queue's count: the process-wide one also counts other tests' jobs, running in parallel.
+        assert_eq!(queue::get(q).unwrap().in_flight(), 0);
         queue::close(q).unwrap();
-        assert_eq!(queue::in_flight(), 0);
         assert_eq!(
             configure(PoolConfig { threads: 0, ..PoolConfig::default() }),
             Err(CallError::InvalidArgument)
@@ -890,6 +969,28 @@ mod tests {
         assert_eq!(workers(), 1, "the worker survived");
         submit(q, 3, req(Op::Echo, 0, 0, 9)).unwrap();
         assert_eq!(collect(q, 1, Duration::from_secs(60))[0].result.unwrap().value, 9);
+        queue::close(q).unwrap();
+        shutdown().unwrap();
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// A batch refused part-way (here: the queue is full after its first job) still runs the jobs
+    /// it queued: the sleeping worker is woken for them (it was not, at first, and the job hung).
+    #[test]
+    fn a_batch_refused_part_way_runs_what_it_queued() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, queue_cap: 1, ..PoolConfig::default() }).unwrap();
+        let q = queue::create().unwrap();
+        // Start the pool and let its worker go to sleep on an empty queue.
+        submit(q, 0, req(Op::Echo, 0, 0, 0)).unwrap();
+        assert_eq!(collect(q, 1, Duration::from_secs(60)).len(), 1);
+        let (taken, r) = submit_batch(q, (1..4).map(|t| (t, req(Op::Echo, 0, 0, t))));
+        assert_eq!((taken, r), (1, Err(CallError::QueueFull)));
+        let got = collect(q, 1, Duration::from_secs(60));
+        assert_eq!(got.len(), 1, "the queued job of a refused batch never ran");
+        assert_eq!(got[0].result.unwrap().value, 1);
+        assert_eq!(queue::get(q).unwrap().in_flight(), 0, "the refused jobs gave their tags up");
         queue::close(q).unwrap();
         shutdown().unwrap();
         configure(PoolConfig::default()).unwrap();

@@ -245,6 +245,11 @@ impl CompletionQueue {
         }
     }
 
+    /// Jobs and completers in flight on this queue.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.lock().len()
+    }
+
     fn cancel(&self, tag: u64) -> bool {
         match self.inflight.lock().get(&tag) {
             Some(c) => {

@@ -79,11 +79,17 @@ impl Slot {
 
     /// Calls the callback. The caller holds a protection (a hazard seen before REGISTERED, or a
     /// hold), which keeps `func` in place and unwritten until it is let go.
-    fn call(&self, p: Payload) -> Result<Payload, CallError> {
+    ///
+    /// `nested` says that the call may be deep in a chain of callbacks, so the stack left is checked
+    /// first (a call at the top of a chain, the common case, skips that).
+    #[inline(always)]
+    fn call(&self, p: Payload, nested: bool) -> Result<Payload, CallError> {
         #[cfg(not(loom))]
-        if !super::stack::room() {
+        if nested && !super::stack::room() {
             return Err(CallError::NestedTooDeep);
         }
+        #[cfg(loom)]
+        let _ = nested;
         self.func.with(|f| {
             // SAFETY: see above: no one writes `func` while a protection is held.
             let f = unsafe { (*f).as_ref() }.expect("a protected slot has its callback");
@@ -304,7 +310,7 @@ impl Callback {
     /// Calls the callback on this thread. A panic in it becomes [`CallError::CallbackPanic`]`(0)`.
     #[inline]
     pub fn call(&self, p: Payload) -> Result<Payload, CallError> {
-        self.slot.call(p)
+        self.slot.call(p, true)
     }
 }
 
@@ -444,7 +450,7 @@ pub fn invoke(id: u64, p: Payload) -> Result<Payload, CallError> {
     let (gen, ix, s) = REGISTRY.lookup(id)?;
     // Dropped after the hazard (declared before it), on return and on unwind alike.
     let _leave = Leave { ix, s };
-    let Some(_h) = Hazard::protect(ix) else {
+    let Some(h) = Hazard::protect(ix) else {
         // No hazard slot left (deeply nested invokes, or a thread that is exiting): take a hold.
         return Held::new(get(id)?).call(p);
     };
@@ -452,7 +458,7 @@ pub fn invoke(id: u64, p: Payload) -> Result<Payload, CallError> {
     let st = s.state.load(Ordering::Acquire);
     if gen_of(st) == gen && st & REGISTERED != 0 {
         // The hazard, published before the state was seen REGISTERED, keeps `func` in place.
-        s.call(p)
+        s.call(p, h.nested())
     } else {
         Err(CallError::Ferry(Error::InvalidHandle))
     }

@@ -44,47 +44,53 @@ fn bounds() -> Option<(usize, usize, usize)> {
     None
 }
 
-/// The stack pointer: read from the register where we can, since the address of a local is not on
-/// the thread's stack under AddressSanitizer's detection of use after return (it moves locals to a
-/// heap "fake stack").
+/// Reports whether this thread has room for one more callback: false when the stack left below
+/// the caller's frame is under the headroom. Where the bounds cannot be read, or the stack pointer
+/// is not within them (a stack the thread switched to), always true.
+#[inline(always)]
+pub(crate) fn room() -> bool {
+    let sp = stack_pointer();
+    // A const thread-local without a destructor: one load, and never gone, even in an exiting thread.
+    let (low, high, keep) = BOUNDS.with(Cell::get);
+    if low == 0 {
+        return first_look(sp);
+    }
+    fits(sp, (low, high, keep))
+}
+
+#[inline(always)]
+fn fits(sp: usize, (low, high, keep): (usize, usize, usize)) -> bool {
+    !(low..high).contains(&sp) || sp - low >= keep
+}
+
+/// The stack pointer. Read from the register where the architecture is known: the address of a
+/// local is not it under AddressSanitizer, which may put locals on a "fake stack" on the heap.
 #[inline(always)]
 fn stack_pointer() -> usize {
+    let sp: usize;
     #[cfg(target_arch = "x86_64")]
-    {
-        let sp: usize;
-        // SAFETY: reads the stack pointer register into a general register; no memory is touched.
-        unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
-        sp
+    // SAFETY: reads the stack pointer register into a general register; no memory, stack or flags.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
     }
     #[cfg(target_arch = "aarch64")]
-    {
-        let sp: usize;
-        // SAFETY: as above.
-        unsafe { std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
-        sp
+    // SAFETY: as above.
+    unsafe {
+        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
     }
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         let here = 0u8;
-        std::ptr::addr_of!(here) as usize
+        sp = std::ptr::addr_of!(here) as usize;
     }
+    sp
 }
 
-/// Reports whether this thread has room for one more callback: false when the stack left below
-/// the caller's frame is under the headroom. Where the bounds cannot be read, or the stack pointer
-/// is not within them (a stack the thread switched to), always true.
-#[inline]
-pub(crate) fn room() -> bool {
-    let sp = stack_pointer();
-    let (low, high, keep) = BOUNDS
-        .try_with(|b| {
-            if b.get().0 == 0 {
-                b.set(bounds().unwrap_or(UNKNOWN));
-            }
-            b.get()
-        })
-        .unwrap_or(UNKNOWN);
-    !(low..high).contains(&sp) || sp - low >= keep
+#[cold]
+fn first_look(sp: usize) -> bool {
+    let b = bounds().unwrap_or(UNKNOWN);
+    BOUNDS.with(|c| c.set(b));
+    fits(sp, b)
 }
 
 #[cfg(test)]

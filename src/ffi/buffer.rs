@@ -329,8 +329,10 @@ pub extern "C" fn ferry_peak_reset() -> FerryStatus {
 
 /// Turns guard mode on (`on != 0`) or off for buffers created from now on. In guard mode every
 /// zeroed or copied buffer gets pages of its own, and released pages are made inaccessible instead of
-/// freed, so a use after release faults at once; adopted memory is overwritten with 0xA5 before it
-/// is handed back. Guard mode leaks address space by design: it is for debugging only.
+/// freed, so a use after release faults at once. Adopted memory is never written by ferry, in guard
+/// mode or not: the release function gets the bytes as the last holder left them, memory adopted
+/// with a NULL release function (static or const data) is left alone, and a refused adoption hands
+/// the memory back untouched. Guard mode leaks address space by design: it is for debugging only.
 /// Errors: none.
 #[no_mangle]
 pub extern "C" fn ferry_guard_set(on: u32) -> FerryStatus {

@@ -467,6 +467,75 @@ pub extern "C" fn ferry_async_submit(
     })
 }
 
+/// One job of a batch (ferry_async_submit_batch): the arguments of one ferry_async_submit.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FerryJob {
+    /// The tag its completion carries.
+    pub tag: u64,
+    /// The operation, FERRY_OP_*.
+    pub op: u32,
+    /// Set to 0.
+    pub reserved: u32,
+    /// A buffer id borrowed for the call (0 for none), as for ferry_async_submit.
+    pub input: u64,
+    /// The operation's argument.
+    pub arg: u64,
+    /// A value passed through or to the callback.
+    pub value: u64,
+}
+
+/// Submits the `n` jobs at `jobs` to the worker pool in one call: one lookup of `queue`, one lock
+/// of the pool and at most one wake-up per worker for the whole batch, against one of each per
+/// ferry_async_submit. Each job is what ferry_async_submit would submit with the same arguments.
+///
+/// Jobs are taken in order. The first job that is refused stops the batch: it and the jobs after
+/// it are not submitted, and its status is returned. `*accepted_out` (which may be NULL) receives
+/// how many jobs were taken, each of which gets exactly one completion on `queue`. `jobs` may be
+/// NULL when `n` is 0.
+/// Errors: NULL_POINTER (`jobs`), TOO_LARGE (`n`), UNSUPPORTED, INVALID_HANDLE, INVALID_ARGUMENT,
+/// CLOSED, QUEUE_FULL, ALLOC_FAILED, WOULD_DEADLOCK (each as for ferry_async_submit).
+#[no_mangle]
+pub extern "C" fn ferry_async_submit_batch(
+    queue: u64,
+    jobs: *const FerryJob,
+    n: usize,
+    accepted_out: *mut usize,
+) -> FerryStatus {
+    run("ferry_async_submit_batch", || {
+        if !accepted_out.is_null() {
+            // SAFETY: non-null, and the caller promised a writable size_t there.
+            unsafe { accepted_out.write(0) };
+        }
+        if n > crate::MAX_LEN / std::mem::size_of::<FerryJob>() {
+            return Err(FerryStatus::TooLarge);
+        }
+        let jobs: &[FerryJob] = if n == 0 {
+            &[]
+        } else {
+            let p = nonnull_mut(jobs.cast_mut())?;
+            // SAFETY: non-null, and the caller promised `n` readable FerryJobs for this call.
+            unsafe { std::slice::from_raw_parts(p, n) }
+        };
+        // An unknown op stops the batch there, like any other refusal.
+        let known = jobs.iter().take_while(|j| Op::from_u32(j.op).is_some()).count();
+        let reqs = jobs[..known].iter().map(|j| {
+            let op = Op::from_u32(j.op).expect("checked above");
+            (j.tag, Request { op, input: j.input, arg: j.arg, value: j.value })
+        });
+        let (taken, r) = pool::submit_batch(queue, reqs);
+        if !accepted_out.is_null() {
+            // SAFETY: as above.
+            unsafe { accepted_out.write(taken) };
+        }
+        r?;
+        if known < jobs.len() {
+            return Err(FerryStatus::Unsupported);
+        }
+        Ok(())
+    })
+}
+
 /// Cancels the job with `tag` on `queue`: if it has not started it completes with CANCELLED without
 /// running; if it is running it can see the flag (FERRY_OP_SLEEP does within a millisecond). Its
 /// completion still arrives. Errors: INVALID_HANDLE (the queue is unknown, or no job with that tag

@@ -19,6 +19,7 @@ from ._async import (
     OP_SLEEP,
     AsyncioFuture,
     Future,
+    Request,
     checksum,
     checksum_async,
     echo,
@@ -26,6 +27,8 @@ from ._async import (
     shutdown_async,
     submit,
     submit_async,
+    submit_many,
+    submit_many_async,
 )
 from ._bindings import DEFINES as _DEFINES
 from ._buffer import MAX_LEN, Buffer
@@ -48,6 +51,8 @@ from ._errors import (
     TableFull,
     TooLarge,
     Unsupported,
+    WouldDeadlock,
+    NestedTooDeep,
     status_message,
 )
 from ._lib import LIBRARY_PATH as _LIBRARY_PATH
@@ -100,10 +105,13 @@ __all__ = [
     "Panic",
     "Payload",
     "QueueFull",
+    "Request",
     "Stats",
     "TableFull",
     "TooLarge",
     "Unsupported",
+    "WouldDeadlock",
+    "NestedTooDeep",
     "abi_version",
     "callback_stats",
     "checksum",
@@ -120,4 +128,6 @@ __all__ = [
     "status_message",
     "submit",
     "submit_async",
+    "submit_many",
+    "submit_many_async",
 ]

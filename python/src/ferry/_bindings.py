@@ -22,8 +22,8 @@ STATUSES = (
     (4, 'OVERFLOW', 'offset + length overflows.'),
     (5, 'TOO_LARGE', 'A size exceeds FERRY_MAX_LEN.'),
     (6, 'LIMIT_REACHED', 'The live-byte limit (ferry_limit_set) refused the create.'),
-    (7, 'PANIC', "A Rust panic was caught at the boundary; ferry's state is still consistent."),
-    (8, 'ALLOC_FAILED', 'The allocator returned no memory.'),
+    (7, 'PANIC', "A Rust panic was caught at the boundary; ferry's state is still consistent. Any function that returns a status may return it."),
+    (8, 'ALLOC_FAILED', 'The allocator returned no memory, or no thread could be started.'),
     (9, 'TABLE_FULL', 'The handle table has no free slot.'),
     (10, 'INVALID_ARGUMENT', 'An argument has a value outside its documented domain.'),
     (11, 'CALLBACK_FAILED', 'A callback returned a failure status of its own.'),
@@ -32,6 +32,8 @@ STATUSES = (
     (14, 'CLOSED', 'The service (worker pool, queue) is shut down.'),
     (15, 'QUEUE_FULL', 'A bounded queue is full; try again later.'),
     (16, 'UNSUPPORTED', 'The operation name or code is not known.'),
+    (17, 'WOULD_DEADLOCK', 'Work submitted from a worker thread found every worker busy and the pool at its most workers: queued, it might never run while its submitter waits for it.'),
+    (18, 'NESTED_TOO_DEEP', 'A callback was invoked with too little stack left on its thread (callbacks nested too deeply); refused instead of overflowing the stack.'),
 )
 
 # Every function the library exports (release build).
@@ -59,6 +61,7 @@ FUNCTIONS = (
     'ferry_queue_wait',
     'ferry_queue_post',
     'ferry_async_submit',
+    'ferry_async_submit_batch',
     'ferry_async_cancel',
     'ferry_pool_configure',
     'ferry_pool_shutdown',
@@ -99,6 +102,14 @@ typedef struct {
   uint32_t reserved;
 } FerryCompletion;
 typedef void (*FerrySinkFn)(void *user_data, const FerryCompletion *items, size_t n);
+typedef struct {
+  uint64_t tag;
+  uint32_t op;
+  uint32_t reserved;
+  uint64_t input;
+  uint64_t arg;
+  uint64_t value;
+} FerryJob;
 typedef struct {
   uint64_t registered;
   uint64_t alive;
@@ -149,21 +160,20 @@ FerryStatus ferry_queue_wait(uint64_t queue,
                              size_t cap,
                              int64_t timeout_ns,
                              size_t *n_out);
-FerryStatus ferry_queue_post(uint64_t queue,
-                             const FerryCompletion *items,
-                             size_t n);
+FerryStatus ferry_queue_post(uint64_t queue, const FerryCompletion *items, size_t n);
 FerryStatus ferry_async_submit(uint64_t queue,
                                uint64_t tag,
                                uint32_t op,
                                uint64_t input,
                                uint64_t arg,
                                uint64_t value);
+FerryStatus ferry_async_submit_batch(uint64_t queue,
+                                     const FerryJob *jobs,
+                                     size_t n,
+                                     size_t *accepted_out);
 FerryStatus ferry_async_cancel(uint64_t queue, uint64_t tag);
 FerryStatus ferry_pool_configure(uint32_t threads, size_t queue_cap, size_t stack_size);
 FerryStatus ferry_pool_shutdown(void);
 FerryStatus ferry_callback_stats(FerryCallbackStats *stats_out);
-FerryStatus ferry_status_message(uint32_t status,
-                                 char *buf,
-                                 size_t len,
-                                 size_t *n_out);
+FerryStatus ferry_status_message(uint32_t status, char *buf, size_t len, size_t *n_out);
 """

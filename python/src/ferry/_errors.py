@@ -150,6 +150,18 @@ class Unsupported(FerryError):
     status = STATUS["UNSUPPORTED"]
 
 
+class WouldDeadlock(FerryError):
+    """Work submitted from a worker thread found every worker busy and the pool at its most workers."""
+
+    status = STATUS["WOULD_DEADLOCK"]
+
+
+class NestedTooDeep(FerryError, RecursionError):
+    """A callback was invoked with too little stack left on its thread (callbacks nested too deeply)."""
+
+    status = STATUS["NESTED_TOO_DEEP"]
+
+
 #: The exception class for each status value (OK has none).
 ERRORS: dict[int, type[FerryError]] = {
     cls.status: cls
@@ -170,6 +182,8 @@ ERRORS: dict[int, type[FerryError]] = {
         Closed,
         QueueFull,
         Unsupported,
+        WouldDeadlock,
+        NestedTooDeep,
     )
 }
 

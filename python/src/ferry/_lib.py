@@ -5,7 +5,7 @@ The library is looked for, in order:
 1. ``FERRY_LIBRARY``: the path of a libferry.so to load (nothing else is tried when it is set);
 2. the copy bundled in this package (``ferry/_lib/libferry.so``, put there by ``pip install``);
 3. an installed ferry found by ``pkg-config --variable=libdir ferry`` (``make install``);
-4. the dynamic linker's search path (``libferry.so.0``).
+4. the dynamic linker's search path (``libferry.so.N``, N the ABI version: the library's SONAME).
 
 The library's ABI version must match the header the bindings were generated from.
 """
@@ -22,6 +22,8 @@ from cffi import FFI
 from . import _bindings
 
 LIBRARY_ENV = "FERRY_LIBRARY"
+#: The shared library's SONAME: its major number is the ABI version the bindings were made for.
+SONAME = f"libferry.so.{_bindings.DEFINES['ABI_VERSION']}"
 
 ffi = FFI()
 ffi.cdef(_bindings.CDEF)
@@ -47,11 +49,11 @@ def _candidates() -> list[str]:
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             libdir = ""
-        for name in ("libferry.so.0", "libferry.so"):
+        for name in (SONAME, "libferry.so"):
             if libdir and (pathlib.Path(libdir) / name).exists():
                 found.append(str(pathlib.Path(libdir) / name))
                 break
-    found.append("libferry.so.0")
+    found.append(SONAME)
     return found
 
 
