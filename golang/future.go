@@ -111,7 +111,9 @@ func (f *Future) resolve(c completion) bool {
 		case futWaiting:
 			if f.state.CompareAndSwap(s, futDone) {
 				close(*f.ch.Load())
-				f.unwatch()
+				if f.watched.Load() {
+					f.unwatch()
+				}
 				return true
 			}
 		default:
@@ -121,7 +123,10 @@ func (f *Future) resolve(c completion) bool {
 }
 
 // unwatch stops the context watch, if Done started one, so that a long-lived context does not
-// keep settled Futures.
+// keep settled Futures. resolve calls it only when watched is set: it settles the state before it
+// loads watched, and done sets watched before it loads the state, so one of the two always sees
+// the other and stops the watch; a Wait that only waits takes no lock here (the poller would
+// otherwise hold f.mu just as the woken waiter takes it).
 func (f *Future) unwatch() {
 	f.mu.Lock()
 	stop := f.stopWatch
