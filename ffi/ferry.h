@@ -365,6 +365,19 @@ FerryStatus ferry_buffer_adopt(uint8_t *data,
 // Errors: INVALID_HANDLE, NULL_POINTER.
 FerryStatus ferry_buffer_view(uint64_t id, FerryView *view_out);
 
+// Claims `id` for one owner and stores its view in `*view_out`.
+//
+// A language binding's buffer object claims the id it owns (the Go package claims the id of every
+// Buffer), so that a second object can never take the same id: releasing it would free memory the
+// first still reads. A claim changes nothing else: the id is released as any other (which ends the
+// claim), and its shares and slices are new, unclaimed ids.
+// Errors: INVALID_HANDLE (unknown or released id, or one claimed already), NULL_POINTER.
+FerryStatus ferry_buffer_claim(uint64_t id, FerryView *view_out);
+
+// Gives up the claim on `id` (ferry_buffer_claim), as an owner does that hands the id on.
+// Errors: INVALID_HANDLE (unknown or released id, or one not claimed).
+FerryStatus ferry_buffer_disclaim(uint64_t id);
+
 // Makes a second id over the same memory as `id` and stores it in `*view_out`.
 //
 // The caller owns the new id; either id may be released first, and the memory lives until both are.
@@ -433,7 +446,9 @@ FerryStatus ferry_callback_register(FerryCallbackFn f,
                                     uint64_t *id_out);
 
 // Unregisters callback `id`. The id is invalid from now on; the drop function runs now, on this
-// thread, unless a call or job still holds the callback (then when the last one finishes).
+// thread, unless a call or job still holds the callback (then when the last one finishes, on its
+// thread). An invoke that is looking the callback's slot up on another thread at that moment (with
+// this id or a stale one) counts as a call: the drop function then runs as it leaves.
 // Errors: INVALID_HANDLE.
 FerryStatus ferry_callback_unregister(uint64_t id);
 
@@ -550,20 +565,37 @@ FerryStatus ferry_async_cancel(uint64_t queue, uint64_t tag);
 FerryStatus ferry_pool_configure(uint32_t threads, size_t queue_cap, size_t stack_size);
 
 // Stops the worker pool: waiting jobs complete with CLOSED, running ones finish, and every worker
-// thread has exited when this returns. The next submit starts the pool again. The waiting jobs are
-// dropped after ferry lets go of every lock, so the release and drop functions they run may call
-// any ferry function (this one included: it finds the pool stopped and returns OK).
+// thread has exited when this returns. The next submit starts the pool again. The waiting jobs
+// complete first, so a running job that waits for one of them (a callback that submitted work)
+// finishes. They are dropped with no ferry lock held, so the release and drop functions they run
+// may call any ferry function (this one included: it returns OK at once).
 // Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL),
 // before anything is changed.
 FerryStatus ferry_pool_shutdown(void);
+
+// Stores 1 in `*worker_out` if this thread is one of the worker pool's threads (where callbacks run
+// by FERRY_OP_CALL run), else 0. Errors: NULL_POINTER.
+FerryStatus ferry_thread_is_worker(uint32_t *worker_out);
+
+// Tells ferry that the ferry calls in progress on this thread will never return: a Go callback
+// called runtime.Goexit, which drops the C and Rust frames below it without returning to them.
+//
+// ferry lets go of what those calls hold: the callbacks they run are no longer protected from
+// their drop functions, buffer ids lent to them are released, and the job a worker thread was
+// running completes with CALLBACK_PANIC and `detail`. On a worker thread the worker is also
+// retired (a new one takes its place) and this call never returns: the thread stays parked for
+// the life of the process. Elsewhere it returns OK. Call it only where no ferry call in progress on
+// this thread will ever return (with none in progress it does nothing). Errors: none.
+FerryStatus ferry_callback_abandon(uint64_t detail);
 
 // Stores the callback machinery's counters in `*stats_out`. Errors: NULL_POINTER.
 FerryStatus ferry_callback_stats(FerryCallbackStats *stats_out);
 
 #if defined(FERRY_FAULT_INJECTION)
 // Arms a one-shot panic in the next call of the exported function called `name` ("*" for the
-// next call of any function). NULL disarms. Present only in builds with the `fault-injection`
-// feature; never in a release library.
+// next call of any function), or at the next pass through the callback-path point of that name.
+// NULL disarms. Present only in builds with the `fault-injection` feature; never in a release
+// library.
 FerryStatus ferry_fault_panic_next(const char *name);
 #endif
 

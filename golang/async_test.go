@@ -14,6 +14,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ferry/ferry/golang/internal/abitest"
+)
+
+// The test-only operations of the C ABI, which the package does not export.
+var (
+	opSleep = Op(abitest.OpSleep)
+	opPanic = Op(abitest.OpPanic)
 )
 
 func fnv64a(p []byte) uint64 {
@@ -104,7 +112,7 @@ func TestAsyncErrorsAndRustPanics(t *testing.T) {
 	if _, err := Do(ctx, Request{Op: OpCall, Arg: 12345}); !errors.Is(err, ErrInvalidHandle) {
 		t.Fatalf("bad callback id: %v", err)
 	}
-	if _, err := Do(ctx, Request{Op: OpSleep, Arg: 61_000_000}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := Do(ctx, Request{Op: opSleep, Arg: 61_000_000}); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("oversize sleep: %v", err)
 	}
 	b := mustNew(t, 1)
@@ -126,10 +134,10 @@ func TestAsyncErrorsAndRustPanics(t *testing.T) {
 			defer wg.Done()
 			op := OpEcho
 			if i%2 == 0 {
-				op = OpPanic
+				op = opPanic
 			}
 			out, err := Do(ctx, Request{Op: op, Value: uint64(i)})
-			if (op == OpPanic && !errors.Is(err, ErrPanic)) || (op == OpEcho && (err != nil || out.Value != uint64(i))) {
+			if (op == opPanic && !errors.Is(err, ErrPanic)) || (op == OpEcho && (err != nil || out.Value != uint64(i))) {
 				bad.Add(1)
 			}
 		}()
@@ -143,7 +151,7 @@ func TestAsyncErrorsAndRustPanics(t *testing.T) {
 func TestCancelStopsTheWaitAndTheRunningJob(t *testing.T) {
 	base := mustCallbackStats(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	f, err := Submit(ctx, Request{Op: OpSleep, Arg: 20_000_000, Value: 1})
+	f, err := Submit(ctx, Request{Op: opSleep, Arg: 20_000_000, Value: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +173,7 @@ func TestCancelStopsTheWaitAndTheRunningJob(t *testing.T) {
 	// A deadline works the same way.
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer dcancel()
-	if _, err := Do(dctx, Request{Op: OpSleep, Arg: 20_000_000}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := Do(dctx, Request{Op: opSleep, Arg: 20_000_000}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("deadline: %v", err)
 	}
 }
@@ -178,7 +186,7 @@ func TestCancelSkipsJobsNotYetStarted(t *testing.T) {
 		return in, nil
 	})
 	bg := context.Background()
-	blocker, err := Submit(bg, Request{Op: OpSleep, Arg: 100_000})
+	blocker, err := Submit(bg, Request{Op: opSleep, Arg: 100_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +388,7 @@ func runCompletions(t *testing.T, n, submitters int) uint64 {
 
 func TestShutdownAsyncFailsWaitersAndRestarts(t *testing.T) {
 	g0 := runtime.NumGoroutine()
-	f, err := Submit(context.Background(), Request{Op: OpSleep, Arg: 10_000_000})
+	f, err := Submit(context.Background(), Request{Op: opSleep, Arg: 10_000_000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,47 +411,6 @@ func TestShutdownAsyncFailsWaitersAndRestarts(t *testing.T) {
 	}
 }
 
-func TestSinkEngineDeliversLikeThePoller(t *testing.T) {
-	base := mustStats(t)
-	for _, batch := range []int{1, 16} {
-		e, err := newEngine(modeSink, batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		src := mustCopy(t, []byte("sink"))
-		ctx := context.Background()
-		fs := make([]*Future, 0, 100)
-		for i := range 100 {
-			op := OpChecksum
-			if i%2 == 0 {
-				op = OpEcho
-			}
-			f, err := e.submit(ctx, Request{Op: op, Input: src, Value: uint64(i)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			fs = append(fs, f)
-		}
-		for i, f := range fs {
-			out, err := f.Wait()
-			switch {
-			case err != nil:
-				t.Fatal(err)
-			case i%2 == 0 && (out.Value != uint64(i) || string(out.Buffer.Bytes()) != "sink"):
-				t.Fatalf("echo %d: %+v", i, out)
-			case i%2 == 1 && out.Value != fnv64a([]byte("sink")):
-				t.Fatalf("checksum %d: %+v", i, out)
-			}
-			if out.Buffer != nil {
-				out.Buffer.Close()
-			}
-		}
-		src.Close()
-		e.close()
-	}
-	waitLive(t, base.LiveIDs, 5*time.Second)
-}
-
 func TestNewFutureForDownstreamWork(t *testing.T) {
 	ctx := context.Background()
 	f, queue, tag, err := NewFuture(ctx)
@@ -456,7 +423,7 @@ func TestNewFutureForDownstreamWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What a downstream crate's Completer does, from another thread.
-	go postCompletion(queue, tag, StatusOK, id, 77)
+	go abitest.PostCompletion(queue, tag, uint32(StatusOK), id, 77)
 	out, err := f.Wait()
 	if err != nil || out.Value != 77 || string(out.Buffer.Bytes()) != "from downstream" {
 		t.Fatalf("%+v, %v", out, err)
@@ -467,7 +434,7 @@ func TestNewFutureForDownstreamWork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go postCompletion(queue, tag, StatusCallbackFailed, 0, 5)
+	go abitest.PostCompletion(queue, tag, uint32(StatusCallbackFailed), 0, 5)
 	if _, err := f.Wait(); !errors.Is(err, ErrCallbackFailed) {
 		t.Fatalf("failure: %v", err)
 	}
@@ -475,8 +442,8 @@ func TestNewFutureForDownstreamWork(t *testing.T) {
 	base := mustStats(t)
 	late := mustCopy(t, []byte("late"))
 	lateID, _ := late.Detach()
-	if err := postCompletion(queue, 1<<60, StatusOK, lateID, 0); err != nil {
-		t.Fatal(err)
+	if st := abitest.PostCompletion(queue, 1<<60, uint32(StatusOK), lateID, 0); st != 0 {
+		t.Fatal(Status(st))
 	}
 	waitLive(t, base.LiveIDs, 5*time.Second)
 }

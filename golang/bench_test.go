@@ -6,6 +6,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/ferry/ferry/golang/internal/abitest"
 	"github.com/ferry/ferry/golang/internal/cgotest"
 )
 
@@ -107,8 +108,8 @@ func BenchmarkLifecycle(b *testing.B) {
 // release) with no Buffer, no cleanup and no accounting.
 func BenchmarkRawNewRelease(b *testing.B) {
 	for range b.N {
-		if err := rawNewRelease(64); err != nil {
-			b.Fatal(err)
+		if st := abitest.RawNewRelease(64); st != 0 {
+			b.Fatal(Status(st))
 		}
 	}
 }

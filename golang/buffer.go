@@ -1,7 +1,7 @@
 package ferry
 
 /*
-#include "ferry_go.h"
+#include "shims.h"
 */
 import "C"
 
@@ -113,33 +113,47 @@ func Copy(p []byte) (*Buffer, error) {
 // one crossing: for an unknown or released id it returns an error matching ErrInvalidHandle, and for
 // a view that does not match ErrInvalidArgument; on error the Buffer is not made and the caller
 // still owns the id. On success the Buffer owns the id: Close (or the cleanup) releases it.
+//
+// An id has one owner. Adopt claims the id in ferry's table, and fails with an error matching
+// ErrInvalidHandle for an id that a live Buffer owns already (every Buffer's id is claimed:
+// b.ID() of an open Buffer b, or an id adopted before), so that two Buffers never own one id, and
+// closing one never frees memory the other still reads. Detach gives the claim up with the id.
 func Adopt(id uint64, ptr unsafe.Pointer, n int) (*Buffer, error) {
 	if abiErr != nil {
 		return nil, abiErr
 	}
 	ensureConfig()
-	r := C.ferry_go_view(C.uint64_t(id))
+	r := C.ferry_go_claim(C.uint64_t(id))
 	if r.status != C.FERRY_STATUS_OK {
-		return nil, statusErr(r.status)
+		return nil, adoptErr(r.status)
 	}
 	if unsafe.Pointer(r.view.ptr) != ptr || int(r.view.len) != n {
+		C.ferry_buffer_disclaim(C.uint64_t(id))
 		return nil, &Error{Status: StatusInvalidArgument, Msg: "Adopt: ptr and length do not match the id's view"}
 	}
 	return adoptView(r.view), nil
 }
 
 // AdoptID takes ownership of an id made elsewhere in the process and fetches its view (one
-// crossing). Errors and ownership are as for Adopt.
+// crossing). Errors, ownership and the one-owner rule are as for Adopt.
 func AdoptID(id uint64) (*Buffer, error) {
 	if abiErr != nil {
 		return nil, abiErr
 	}
 	ensureConfig()
-	r := C.ferry_go_view(C.uint64_t(id))
+	r := C.ferry_go_claim(C.uint64_t(id))
 	if r.status != C.FERRY_STATUS_OK {
-		return nil, statusErr(r.status)
+		return nil, adoptErr(r.status)
 	}
 	return adoptView(r.view), nil
+}
+
+// adoptErr is the error of a failed claim: for INVALID_HANDLE it says both reasons.
+func adoptErr(st C.FerryStatus) error {
+	if st == C.FERRY_STATUS_INVALID_HANDLE {
+		return &Error{Status: StatusInvalidHandle, Msg: "adopt: the id is unknown, released, or owned by a Buffer already"}
+	}
+	return statusErr(st)
 }
 
 // ID returns the buffer's id, or 0 (never a valid id) after Close. The Buffer still owns the id:
@@ -265,10 +279,21 @@ func (b *Buffer) Close() error {
 }
 
 // Detach closes the Buffer without releasing its id and returns the id: the caller owns it from
-// now on and must release it (for example by handing it to Rust code that does). It fails with an
-// error matching ErrClosed after Close, and with ErrInvalidArgument while a View or another leased
-// method is running.
+// now on and must release it (for example by handing it to Rust code that does, or to Adopt). It
+// fails with an error matching ErrClosed after Close, and with ErrInvalidArgument while a View or
+// another leased method is running.
 func (b *Buffer) Detach() (uint64, error) {
+	id, err := b.detach()
+	if err == nil {
+		// The id is no longer a Buffer's: whoever gets it may adopt it.
+		C.ferry_buffer_disclaim(C.uint64_t(id))
+	}
+	return id, err
+}
+
+// detach is Detach without giving the claim up, for the callback trampoline: the C shim that
+// called it does that once the result is handed over (shims.c).
+func (b *Buffer) detach() (uint64, error) {
 	if !b.state.CompareAndSwap(0, closedBit|releasedBit) {
 		if b.state.Load()&closedBit != 0 {
 			return 0, errClosed

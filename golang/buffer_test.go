@@ -2,14 +2,19 @@ package ferry
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
+
+	"github.com/ferry/ferry/golang/internal/abitest"
 )
 
 func mustCopy(tb testing.TB, p []byte) *Buffer {
@@ -344,16 +349,99 @@ func TestCloseAfterOutsideReleaseReportsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Someone else releases the id behind the Buffer's back (an ownership bug in the caller).
-	other, err := AdoptID(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := other.Close(); err != nil {
-		t.Fatal(err)
+	// C code releases the id behind the Buffer's back (an ownership bug in the C code: Go code
+	// cannot do this, see TestOneBufferPerID).
+	if st := abitest.Release(id); st != 0 {
+		t.Fatal(Status(st))
 	}
 	if err := a.Close(); !errors.Is(err, ErrInvalidHandle) {
 		t.Fatalf("Close of an id released elsewhere: %v", err)
 	}
 	runtime.KeepAlive(a)
+}
+
+// TestOneBufferPerID is issue 10, item 6: an id that a live Buffer owns cannot be adopted again,
+// so integers alone (no unsafe) can never make two Buffers own one id, where closing one would
+// free the memory the other reads. Before, every adoption below was accepted.
+func TestOneBufferPerID(t *testing.T) {
+	base := mustStats(t)
+	b := mustCopy(t, []byte("owned"))
+	s, err := b.Slice(1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := b.Share()
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo, err := Echo(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, owned := range map[string]*Buffer{"New": b, "Slice": s, "Share": sh, "Echo result": echo} {
+		if a, err := AdoptID(owned.ID()); !errors.Is(err, ErrInvalidHandle) {
+			t.Fatalf("AdoptID of a %s Buffer's id: %v, %v", name, a, err)
+		}
+		if a, err := Adopt(owned.ID(), unsafe.Pointer(unsafe.SliceData(owned.Bytes())), owned.Len()); !errors.Is(err, ErrInvalidHandle) {
+			t.Fatalf("Adopt of a %s Buffer's id: %v, %v", name, a, err)
+		}
+	}
+	// The Buffer a callback gets is its own; its id cannot be adopted inside the callback either.
+	cb := mustCallback(t, func(in Payload) (Payload, error) {
+		if _, err := AdoptID(in.Buffer.ID()); !errors.Is(err, ErrInvalidHandle) {
+			return Payload{}, fmt.Errorf("AdoptID of the callback's input: %v", err)
+		}
+		return Payload{Value: 1}, nil
+	})
+	defer cb.Close()
+	if _, err := cb.Invoke(Payload{Buffer: b}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cb.CallAsync(context.Background(), Payload{Buffer: b}); err != nil {
+		t.Fatal(err)
+	}
+	// An id made by C code is adopted once; the second adoption fails, and reading and closing
+	// the first stays safe.
+	id, st := abitest.NewID(8)
+	if st != 0 {
+		t.Fatal(Status(st))
+	}
+	first, err := AdoptID(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err := AdoptID(id); !errors.Is(err, ErrInvalidHandle) {
+		t.Fatalf("second AdoptID: %v, %v", second, err)
+	}
+	if n := len(first.Bytes()); n != 8 {
+		t.Fatalf("adopted %d bytes", n)
+	}
+	// Detach hands the id on, claim and all: it can be adopted again (once).
+	moved, err := first.Detach()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := AdoptID(moved)
+	if err != nil {
+		t.Fatalf("AdoptID after Detach: %v", err)
+	}
+	// A C callback that hands over an id a Buffer owns (an ownership bug in C) gives the Go caller
+	// an error, not a second owner.
+	thief, st := abitest.RegisterHandOver(b.ID())
+	if st != 0 {
+		t.Fatal(Status(st))
+	}
+	if out, err := InvokeID(thief, Payload{}); !errors.Is(err, ErrInvalidHandle) {
+		t.Fatalf("a result that a Buffer owns: %+v, %v", out, err)
+	}
+	abitest.Unregister(thief)
+	if got := string(b.Bytes()); got != "owned" {
+		t.Fatalf("b reads %q", got)
+	}
+	for _, x := range []*Buffer{b, s, sh, echo, again} {
+		if err := x.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitLive(t, base.LiveIDs, 5*time.Second)
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ferry/ferry/golang/internal/abitest"
 	"github.com/ferry/ferry/golang/internal/callbench"
 )
 
@@ -27,8 +28,8 @@ func BenchmarkSyncCallback(b *testing.B) {
 		callbench.LoopC(b.N)
 	})
 	b.Run("c-loop/ferry", func(b *testing.B) {
-		if err := invokeLoop(c.ID(), b.N); err != nil {
-			b.Fatal(err)
+		if st := abitest.InvokeLoop(c.ID(), b.N); st != 0 {
+			b.Fatal(Status(st))
 		}
 	})
 	b.Run("from-go/bare", func(b *testing.B) {
@@ -45,35 +46,20 @@ func BenchmarkSyncCallback(b *testing.B) {
 	})
 }
 
-// deliveryModes are the designs compared: "percall" is one Go callback per completion (a sink with
-// batch 1); "sink/B" a Rust delivery thread calling Go with batches of up to B; "poll/B" the Go
-// poller goroutine taking up to B per ferry_queue_wait.
-var deliveryModes = []struct {
-	name  string
-	mode  deliveryMode
-	batch int
-}{
-	{"percall", modeSink, 1},
-	{"sink/16", modeSink, 16},
-	{"sink/256", modeSink, 256},
-	{"sink/1024", modeSink, 1024},
-	{"poll/1", modePoll, 1},
-	{"poll/16", modePoll, 16},
-	{"poll/256", modePoll, 256},
-	{"poll/1024", modePoll, 1024},
-}
-
 // BenchmarkCompletionDelivery measures the delivery path alone: b.N completions are posted from C
 // (in batches of 256) and delivered to Go. One op is one completion.
 //
-//   - futures/<mode>: each completion resolves one of b.N Futures made beforehand (the real path:
-//     find the call by tag, hand the result over; then Wait reads it).
-//   - crossing/<mode>: the Go side only counts what arrives: the bare cost of getting completions
-//     across, one per crossing or many.
+//   - futures/poll/<B>: the engine's own path: each completion resolves one of b.N Futures made
+//     beforehand (find the call by tag, hand the result over; then Wait reads it), the poller
+//     taking up to B per crossing.
+//   - crossing/<design>: only the cost of getting completions across, counted and dropped (test
+//     code in internal/abitest, not the engine): "percall" is one Go call per completion (a sink
+//     with batch 1), "sink/B" a Rust delivery thread calling Go with up to B, "poll/B" a Go
+//     goroutine taking up to B per ferry_queue_wait. The engine polls, for the figures in engine.go.
 func BenchmarkCompletionDelivery(b *testing.B) {
-	for _, m := range deliveryModes {
-		b.Run("futures/"+m.name, func(b *testing.B) {
-			e, err := newEngine(m.mode, m.batch)
+	for _, batch := range []int{1, 16, 256, 1024} {
+		b.Run(fmt.Sprintf("futures/poll/%d", batch), func(b *testing.B) {
+			e, err := newEngine(batch)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -87,8 +73,8 @@ func BenchmarkCompletionDelivery(b *testing.B) {
 			}
 			b.ResetTimer()
 			// Tags are consecutive slots of generation 1 in a fresh engine.
-			if err := postRange(e.queue, fs[0].tag, b.N, 1); err != nil {
-				b.Fatal(err)
+			if st := abitest.PostRange(e.queue, fs[0].tag, b.N, 1); st != 0 {
+				b.Fatal(Status(st))
 			}
 			for _, f := range fs {
 				if out, err := f.Wait(); err != nil || out.Value != 1 {
@@ -97,19 +83,40 @@ func BenchmarkCompletionDelivery(b *testing.B) {
 			}
 		})
 	}
-	for _, m := range deliveryModes {
-		b.Run("crossing/"+m.name, func(b *testing.B) {
-			e, err := startEngine(&engine{mode: m.mode, batch: m.batch, countOnly: true})
-			if err != nil {
-				b.Fatal(err)
+	for _, batch := range []int{1, 16, 256, 1024} {
+		name := fmt.Sprintf("crossing/sink/%d", batch)
+		if batch == 1 {
+			name = "crossing/percall"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, st := abitest.NewSink(batch)
+			if st != 0 {
+				b.Fatal(Status(st))
 			}
-			defer e.close()
+			defer s.Close()
 			b.ResetTimer()
-			if err := postRange(e.queue, 1, b.N, 1); err != nil {
-				b.Fatal(err)
+			if st := abitest.PostRange(s.Queue, 1, b.N, 1); st != 0 {
+				b.Fatal(Status(st))
 			}
-			for e.counted.Load() < int64(b.N) {
+			for s.Count() < int64(b.N) {
 				runtime.Gosched()
+			}
+		})
+	}
+	for _, batch := range []int{1, 16, 256, 1024} {
+		b.Run(fmt.Sprintf("crossing/poll/%d", batch), func(b *testing.B) {
+			q, st := abitest.NewQueue()
+			if st != 0 {
+				b.Fatal(Status(st))
+			}
+			defer abitest.CloseQueue(q)
+			done := make(chan uint32)
+			go func() { done <- abitest.PollCount(q, batch, b.N) }()
+			if st := abitest.PostRange(q, 1, b.N, 1); st != 0 {
+				b.Fatal(Status(st))
+			}
+			if st := <-done; st != 0 {
+				b.Fatal(Status(st))
 			}
 		})
 	}
@@ -117,19 +124,34 @@ func BenchmarkCompletionDelivery(b *testing.B) {
 
 // BenchmarkAsyncRoundTrip measures whole calls: Submit (cgo), the job on a Rust worker, delivery,
 // and the waiting goroutine waking up, with `window` calls in flight per submitting goroutine. One
-// op is one call.
+// op is one call. poll/256 is the default engine.
 func BenchmarkAsyncRoundTrip(b *testing.B) {
 	for _, submitters := range []int{1, 2} {
-		for _, m := range deliveryModes {
-			b.Run(fmt.Sprintf("submitters=%d/%s", submitters, m.name), func(b *testing.B) {
-				benchRoundTrip(b, m.mode, m.batch, submitters, 256)
+		for _, batch := range []int{1, 16, 256, 1024} {
+			b.Run(fmt.Sprintf("submitters=%d/poll/%d", submitters, batch), func(b *testing.B) {
+				benchRoundTrip(b, batch, submitters, 256, Request{Op: OpEcho})
 			})
 		}
 	}
 }
 
-func benchRoundTrip(b *testing.B, mode deliveryMode, batch, submitters, window int) {
-	e, err := newEngine(mode, batch)
+// BenchmarkCallAsyncRoundTrip is BenchmarkAsyncRoundTrip for a Go callback run on the workers
+// (CallAsync's path: the job crosses from the Rust worker into Go and back).
+func BenchmarkCallAsyncRoundTrip(b *testing.B) {
+	c, err := NewCallback(func(in Payload) (Payload, error) { return Payload{Value: in.Value & 1}, nil })
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	for _, submitters := range []int{1, 2} {
+		b.Run(fmt.Sprintf("submitters=%d", submitters), func(b *testing.B) {
+			benchRoundTrip(b, pollBatch, submitters, 256, Request{Op: OpCall, Arg: c.ID()})
+		})
+	}
+}
+
+func benchRoundTrip(b *testing.B, batch, submitters, window int, req Request) {
+	e, err := newEngine(batch)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -160,7 +182,9 @@ func benchRoundTrip(b *testing.B, mode deliveryMode, batch, submitters, window i
 				return true
 			}
 			for i := range n {
-				f, err := e.submit(ctx, Request{Op: OpEcho, Value: uint64(i)})
+				r := req
+				r.Value = uint64(i)
+				f, err := e.submit(ctx, r)
 				if err != nil {
 					b.Error(err)
 					return

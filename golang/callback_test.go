@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferry/ferry/golang/internal/abitest"
 )
 
 func mustCallback(tb testing.TB, fn CallbackFunc) *Callback {
@@ -298,9 +300,9 @@ func TestClosedCallbackLivesUntilItsJobFinishes(t *testing.T) {
 }
 
 func TestGoInvokesACCallback(t *testing.T) {
-	id, err := registerCCallback()
-	if err != nil {
-		t.Fatal(err)
+	id, st := abitest.RegisterC()
+	if st != 0 {
+		t.Fatal(Status(st))
 	}
 	if out, err := InvokeID(id, Payload{}); err != nil || out.Value != 1 {
 		t.Fatalf("%+v, %v", out, err)
@@ -310,7 +312,7 @@ func TestGoInvokesACCallback(t *testing.T) {
 	if _, err := goFail.CallAsync(context.Background(), Payload{}); err == nil {
 		t.Fatal("want the Go failure")
 	}
-	_, err = InvokeID(id, Payload{Value: 77})
+	_, err := InvokeID(id, Payload{Value: 77})
 	var ce *CallbackError
 	if !errors.As(err, &ce) || ce.Detail != 77 || ce.Err != nil || !errors.Is(err, ErrCallbackFailed) {
 		t.Fatalf("C failure: %v (%+v)", err, ce)
@@ -319,8 +321,8 @@ func TestGoInvokesACCallback(t *testing.T) {
 	if err != nil || out.Value != 1 {
 		t.Fatalf("C callback on a worker: %+v, %v", out, err)
 	}
-	if err := unregisterID(id); err != nil {
-		t.Fatal(err)
+	if st := abitest.Unregister(id); st != 0 {
+		t.Fatal(Status(st))
 	}
 	if _, err := InvokeID(id, Payload{}); !errors.Is(err, ErrInvalidHandle) {
 		t.Fatalf("after unregister: %v", err)

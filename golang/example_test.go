@@ -1,8 +1,10 @@
 package ferry_test
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	ferry "github.com/ferry/ferry/golang"
@@ -49,6 +51,22 @@ func ExampleBuffer_WriteTo() {
 	_, _ = buf.WriteTo(os.Stdout)
 	// Output:
 	// straight from Rust memory
+}
+
+// A Buffer is an io.ReaderAt, so io.NewSectionReader gives any part of it as an io.Reader (and
+// io.Seeker): each reader keeps its own offset, and the Buffer itself has no cursor, which keeps
+// every Buffer method safe for concurrent use.
+func ExampleBuffer_ReadAt() {
+	buf, _ := ferry.Copy([]byte("header\nline one\nline two\n"))
+	defer buf.Close()
+	body := io.NewSectionReader(buf, 7, int64(buf.Len())-7) // skip "header\n"
+	lines := bufio.NewScanner(body)
+	for lines.Scan() {
+		fmt.Println(lines.Text())
+	}
+	// Output:
+	// line one
+	// line two
 }
 
 // ReadStats shows the process-wide table: every id issued, released and still live.

@@ -4,14 +4,19 @@
 #
 # make test-reliability  (in `make test`) runs rel-fast and then rel-slow-ci:
 #   rel-fast               rel-model rel-fault rel-loom rel-signals rel-go
-#     rel-model            1,000,000 random C ABI calls checked against a model
-#     rel-fault            a panic injected into every exported function, and failing heavy barriers
+#     rel-model            1,000,000 random buffer calls of the C ABI checked against a model, and
+#                          1,000,000 callback, queue, async and pool calls from 4 threads checked
+#                          against theirs (tests/model_callbacks.rs; about 6 s in a debug build)
+#     rel-fault            a panic injected into every exported function and at every point of the
+#                          callback paths (tests/fault_callbacks.rs), and failing heavy barriers
 #                          under the callback registry (--features fault-injection)
 #     rel-loom             loom: the real slot core, byte accounting, callback registry and region ring
 #                          (--cfg loom)
 #     rel-signals          c_tests/rel_signals.c: dlopen + use installs no signal handler; thread stacks
-#     rel-go               Go: signal dispositions and SA_ONSTACK kept, short soak (1,000,000 cycles),
-#                          RSS against live bytes with 2 GiB of 1 MiB buffers dropped (glibc defaults)
+#     rel-go               Go: signal dispositions and SA_ONSTACK kept, a real fork of a Go process
+#                          with the pool running (the child uses ferry from C), short soak
+#                          (1,000,000 cycles), RSS against live bytes with 2 GiB of 1 MiB buffers
+#                          dropped (glibc defaults)
 #   rel-slow-ci            bounded versions of the slow parts: asan, valgrind-rust, fuzz (30 s)
 # Slow parts on their own:
 #   make asan              Rust tests (with fault injection) under AddressSanitizer, then the Go
@@ -56,10 +61,12 @@ rel-fast: rel-model rel-fault rel-loom rel-signals rel-go
 rel-slow-ci: asan valgrind-rust fuzz
 
 rel-model:
-	FERRY_MODEL_OPS=$(REL_MODEL_OPS) $(CARGO) test --test model -- --nocapture
+	FERRY_MODEL_OPS=$(REL_MODEL_OPS) FERRY_CB_MODEL_OPS=$(REL_MODEL_OPS) $(CARGO) test --test model \
+		--test model_callbacks -- --nocapture
 
 rel-fault:
-	$(CARGO) test --features fault-injection --target-dir target/fault --test fault --test barrier -- --nocapture
+	$(CARGO) test --features fault-injection --target-dir target/fault --test fault --test fault_callbacks \
+		--test barrier -- --nocapture
 
 rel-loom loom:
 	RUSTFLAGS="--cfg loom" $(CARGO) test --manifest-path tests/loom_model/Cargo.toml --target-dir target/loom
@@ -70,12 +77,12 @@ rel-signals: lib
 		-o $(REL_OUT)/rel_signals c_tests/rel_signals.c -ldl -lpthread
 	$(REL_OUT)/rel_signals $(SHARED_LIB)
 
-# The signal test, the short soak and the short RSS test, in one go test run. The RSS test runs its
-# measurements in child processes without SOAK_ENV's malloc settings.
+# The signal test, the fork test, the short soak and the short RSS test, in one go test run. The RSS
+# test runs its measurements in child processes without SOAK_ENV's malloc settings.
 rel-go: lib
 	cd $(GO_DIR) && $(GO) vet -tags $(REL_GO_TAGS) . && \
 		$(SOAK_ENV) FERRY_SOAK=short FERRY_RSS=short $(GO) test -tags $(REL_GO_TAGS) -count=1 -v \
-		-run '^(TestReliabilitySignals|TestSoak|TestRSSFollowsLiveBytes)$$' .
+		-run '^(TestReliabilitySignals|TestReliabilityFork|TestSoak|TestRSSFollowsLiveBytes)$$' .
 
 soak: lib
 	cd $(GO_DIR) && $(SOAK_ENV) FERRY_SOAK=$(SOAK) $(GO) test -count=1 -v -timeout 30m -run '^TestSoak$$' .
@@ -95,7 +102,7 @@ asan: asan-rust asan-go
 asan-rust:
 	ASAN_OPTIONS=detect_leaks=0 $(ASAN_RUST_ENV) $(CARGO) test --target $(ASAN_TRIPLE) \
 		--target-dir target/asan --features fault-injection --lib
-	FERRY_MODEL_OPS=100000 $(ASAN_RUST_ENV) $(CARGO) test --target $(ASAN_TRIPLE) \
+	FERRY_MODEL_OPS=100000 FERRY_CB_MODEL_OPS=100000 $(ASAN_RUST_ENV) $(CARGO) test --target $(ASAN_TRIPLE) \
 		--target-dir target/asan --features fault-injection --test '*'
 
 asan-go:

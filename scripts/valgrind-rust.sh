@@ -5,7 +5,8 @@
 #
 #   scripts/valgrind-rust.sh            (make valgrind-rust)
 #
-# FERRY_MODEL_OPS (default 50000 here) bounds the model test, which runs ~50x slower under valgrind.
+# FERRY_MODEL_OPS (default 50000 here) and FERRY_CB_MODEL_OPS (default 20000) bound the two model
+# tests, which run ~50x slower under valgrind.
 # The unit tests leak their private tables on purpose: scripts/valgrind-rust.supp names exactly those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ cargo=${CARGO:-cargo}
 logs=build/rel/valgrind
 mkdir -p "$logs"
 export FERRY_MODEL_OPS=${FERRY_MODEL_OPS:-50000}
+export FERRY_CB_MODEL_OPS=${FERRY_CB_MODEL_OPS:-20000}
 
 list_tests() { # cargo args... -> executables of the test targets, one per line
     "$cargo" test --no-run --message-format=json "$@" 2>/dev/null | python3 -c '

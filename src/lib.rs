@@ -18,12 +18,25 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+/// A named fault-injection point on a callback path (see `fault.rs`): nothing unless the
+/// `fault-injection` feature is on.
+macro_rules! fault_point {
+    ($name:literal) => {
+        #[cfg(all(feature = "fault-injection", not(loom)))]
+        crate::fault::point($name);
+    };
+}
+pub(crate) use fault_point;
+
 // Under `--cfg loom` only the concurrent core is built (the sync facade, the slot core, the byte
 // accounting, the callback registry and the region ring), for the model checker in tests/loom_model.
 #[cfg(not(loom))]
 pub mod buffer;
 pub mod callback;
 pub mod error;
+#[cfg(all(feature = "fault-injection", not(loom)))]
+#[doc(hidden)]
+pub mod fault;
 #[cfg(not(loom))]
 pub mod ffi;
 #[cfg(not(loom))]

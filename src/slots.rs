@@ -171,6 +171,8 @@ pub(crate) fn home() -> usize {
 
 struct Slot<T> {
     gen: u32,
+    /// Set by [`Slots::claim`] while one owner holds the id; cleared when the value goes.
+    claimed: bool,
     val: Option<T>,
 }
 
@@ -244,13 +246,14 @@ impl<T> Slots<T> {
         let slot = match s.free.pop() {
             Some(i) => i as usize,
             None if s.slots.len() < self.max_slots => {
-                s.slots.push(Slot { gen: FIRST_GEN, val: None });
+                s.slots.push(Slot { gen: FIRST_GEN, claimed: false, val: None });
                 s.slots.len() - 1
             }
             None => return Err(v),
         };
         let sl = &mut s.slots[slot];
         sl.val = Some(v);
+        sl.claimed = false;
         let gen = sl.gen;
         s.created += 1;
         Ok(encode(self.kind, Key { gen, shard: shard_ix, slot }))
@@ -264,7 +267,36 @@ impl<T> Slots<T> {
         let k = self.key(id)?;
         let s = self.shard(k.shard).lock();
         match s.slots.get(k.slot) {
-            Some(Slot { gen, val: Some(v) }) if *gen == k.gen => Ok(f(v)),
+            Some(Slot { gen, val: Some(v), .. }) if *gen == k.gen => Ok(f(v)),
+            _ => Err(Error::InvalidHandle),
+        }
+    }
+
+    /// Like [`Slots::with`], and marks the id claimed: a second claim of it fails until
+    /// [`Slots::disclaim`] or its removal. Errors: [`Error::InvalidHandle`] for an id of another
+    /// kind, a stale or forged one, or one claimed already.
+    pub fn claim<R>(&self, id: u64, f: impl FnOnce(&T) -> R) -> Result<R, Error> {
+        let k = self.key(id)?;
+        let mut s = self.shard(k.shard).lock();
+        match s.slots.get_mut(k.slot) {
+            Some(Slot { gen, claimed: claimed @ false, val: Some(v) }) if *gen == k.gen => {
+                *claimed = true;
+                Ok(f(v))
+            }
+            _ => Err(Error::InvalidHandle),
+        }
+    }
+
+    /// Clears the claim on `id`. Errors: [`Error::InvalidHandle`] for an id of another kind, a
+    /// stale or forged one, or one not claimed.
+    pub fn disclaim(&self, id: u64) -> Result<(), Error> {
+        let k = self.key(id)?;
+        let mut s = self.shard(k.shard).lock();
+        match s.slots.get_mut(k.slot) {
+            Some(Slot { gen, claimed: claimed @ true, val: Some(_) }) if *gen == k.gen => {
+                *claimed = false;
+                Ok(())
+            }
             _ => Err(Error::InvalidHandle),
         }
     }
@@ -285,6 +317,7 @@ impl<T> Slots<T> {
             _ => return None,
         };
         let v = sl.val.take();
+        sl.claimed = false;
         match next_gen(sl.gen) {
             Some(g) => {
                 sl.gen = g;

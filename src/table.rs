@@ -126,6 +126,19 @@ impl Table {
         self.slots.with(id, |e| View { id, ptr: e.as_ptr(), len: e.len() })
     }
 
+    /// The view of `id`, which is marked claimed: one owner (a language binding's buffer object)
+    /// holds it, and a second claim fails with [`Error::InvalidHandle`] until [`Table::disclaim`]
+    /// or the release of `id`. A claim changes nothing else: the id is released, shared and sliced
+    /// as any other, and its shares and slices are new, unclaimed ids.
+    pub fn claim(&self, id: u64) -> Result<View, Error> {
+        self.slots.claim(id, |e| View { id, ptr: e.as_ptr(), len: e.len() })
+    }
+
+    /// Gives up the claim on `id`. Errors: [`Error::InvalidHandle`] for a bad or unclaimed id.
+    pub fn disclaim(&self, id: u64) -> Result<(), Error> {
+        self.slots.disclaim(id)
+    }
+
     /// A counted reference to the bytes `id` names; it keeps them alive on its own.
     pub fn get(&self, id: u64) -> Result<BufferRef, Error> {
         self.slots.with(id, BufferRef::clone)
@@ -219,6 +232,29 @@ mod tests {
         assert_eq!(t.view(a.id), Err(Error::InvalidHandle));
         assert!(t.view(b.id).is_ok());
         t.release(b.id).unwrap();
+    }
+
+    /// Issue 10, item 6: an id has at most one claimant, so two Go Buffers never own one id.
+    #[test]
+    fn an_id_is_claimed_once_until_disclaimed_or_released() {
+        let t = table();
+        let v = t.create_zeroed(8).unwrap();
+        assert_eq!(t.claim(v.id), Ok(v));
+        assert_eq!(t.claim(v.id), Err(Error::InvalidHandle), "a second claim");
+        assert_eq!(t.view(v.id), Ok(v), "a claimed id works as any other");
+        let s = t.share(v.id).unwrap();
+        assert_eq!(t.claim(s.id).map(|c| c.ptr), Ok(v.ptr), "a share is a new, unclaimed id");
+        assert_eq!(t.disclaim(v.id), Ok(()));
+        assert_eq!(t.disclaim(v.id), Err(Error::InvalidHandle), "not claimed any more");
+        assert_eq!(t.claim(v.id), Ok(v));
+        t.release(v.id).unwrap();
+        assert_eq!(t.claim(v.id), Err(Error::InvalidHandle));
+        assert_eq!(t.disclaim(v.id), Err(Error::InvalidHandle));
+        t.release(s.id).unwrap();
+        // The freed slots come back unclaimed.
+        let (a, b) = (t.create_zeroed(1).unwrap(), t.create_zeroed(1).unwrap());
+        assert!(t.claim(a.id).is_ok() && t.claim(b.id).is_ok());
+        assert_eq!(t.claim(0), Err(Error::InvalidHandle));
     }
 
     #[test]

@@ -213,6 +213,19 @@ fn cases() -> Vec<Case> {
             let mut v = FerryView { id: 0, ptr: ptr::null_mut(), len: 0 };
             ferry_buffer_view(c.id, &mut v)
         }),
+        case("ferry_buffer_claim", |c| {
+            let mut v = FerryView { id: 0, ptr: ptr::null_mut(), len: 0 };
+            ferry_buffer_claim(c.id, &mut v)
+        }),
+        Case {
+            name: "ferry_buffer_disclaim",
+            setup: |c| {
+                let mut v = FerryView { id: 0, ptr: ptr::null_mut(), len: 0 };
+                assert_eq!(ferry_buffer_claim(c.id, &mut v), FerryStatus::Ok);
+            },
+            call: |c| ferry_buffer_disclaim(c.id),
+            teardown: none,
+        },
         case("ferry_buffer_share", |c| {
             let id = c.id;
             view_out(c, |o| ferry_buffer_share(id, o))
@@ -358,6 +371,15 @@ fn cases() -> Vec<Case> {
         },
         case("ferry_pool_configure", |_| ferry_pool_configure(0, 0, 0)),
         case("ferry_pool_shutdown", |_| ferry_pool_shutdown()),
+        case("ferry_thread_is_worker", |_| {
+            let mut w = 9u32;
+            let st = ferry_thread_is_worker(&mut w);
+            if st == FerryStatus::Ok {
+                assert_eq!(w, 0);
+            }
+            st
+        }),
+        case("ferry_callback_abandon", |_| ferry_callback_abandon(0)),
         case("ferry_callback_stats", |_| {
             let mut s = FerryCallbackStats::default();
             ferry_callback_stats(&mut s)

@@ -1,14 +1,17 @@
 //! Model-based property test of the C ABI.
 //!
-//! proptest generates random sequences of calls to the exported functions (create, copy, adopt,
-//! view, share, slice, copy-out, write through a view, release, release-many, limit, peak, status
-//! message) with random ids (live, 0, `u64::MAX`, stale, wrong generation, another slot's or
+//! proptest generates random sequences of calls to the exported buffer functions (create, copy,
+//! adopt, view, claim, disclaim, share, slice, copy-out, write through a view, release,
+//! release-many, limit, peak, status message) with random ids (live, 0, `u64::MAX`, stale, wrong generation, another slot's or
 //! shard's id, forged), NULL pointers, and oversize or overflowing offset + length. Each call is
 //! checked at once against a plain model: the status, the view, the bytes (read through the view and
 //! through `ferry_buffer_copy_out`), the stats counters, and the exact moment adopted memory is
 //! handed back (its release callback runs exactly once, in the call that drops the last id over it).
 //! Every status a call returns must also be one that its entry in
 //! `ferry::ffi::status::function_errors` lists (the list its `Errors:` line in the header states).
+//!
+//! The callback, queue, async and pool functions have a model of their own, run from several
+//! threads: tests/model_callbacks.rs.
 //!
 //! This file is its own test binary with a single `#[test]`, so the process-wide table holds only
 //! this model's ids; the model still compares deltas from the stats at the start of each case.
@@ -24,9 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ferry::ffi::buffer::{
-    ferry_buffer_adopt, ferry_buffer_copy, ferry_buffer_copy_out, ferry_buffer_new, ferry_buffer_release,
-    ferry_buffer_release_many, ferry_buffer_share, ferry_buffer_slice, ferry_buffer_view, ferry_limit_set,
-    ferry_peak_reset, ferry_stats_get, FerryReleaseFn,
+    ferry_buffer_adopt, ferry_buffer_claim, ferry_buffer_copy, ferry_buffer_copy_out, ferry_buffer_disclaim,
+    ferry_buffer_new, ferry_buffer_release, ferry_buffer_release_many, ferry_buffer_share,
+    ferry_buffer_slice, ferry_buffer_view, ferry_limit_set, ferry_peak_reset, ferry_stats_get,
+    FerryReleaseFn,
 };
 use ferry::ffi::status::{ferry_status_message, may_return};
 use ferry::ffi::{FerryStats, FerryStatus, FerryView};
@@ -121,6 +125,8 @@ enum Op {
     Copy { size: Size, seed: u8, null_data: bool, null_out: bool },
     Adopt { size: Size, seed: u8, null_data: bool, no_release_fn: bool, null_out: bool },
     View { id: IdSel, null_out: bool },
+    Claim { id: IdSel, null_out: bool },
+    Disclaim { id: IdSel },
     Share { id: IdSel, null_out: bool },
     Slice { id: IdSel, off: Pos, len: Pos, null_out: bool },
     CopyOut { id: IdSel, off: Pos, len: Pos, null_dst: bool },
@@ -189,6 +195,8 @@ fn op() -> impl Strategy<Value = Op> {
             }
         ),
         8 => (id_sel(), rarely(40)).prop_map(|(id, null_out)| Op::View { id, null_out }),
+        3 => (id_sel(), rarely(40)).prop_map(|(id, null_out)| Op::Claim { id, null_out }),
+        2 => id_sel().prop_map(|id| Op::Disclaim { id }),
         5 => (id_sel(), rarely(40)).prop_map(|(id, null_out)| Op::Share { id, null_out }),
         7 => (id_sel(), pos(), pos(), rarely(40))
             .prop_map(|(id, off, len, null_out)| Op::Slice { id, off, len, null_out }),
@@ -272,6 +280,8 @@ struct Entry {
     alloc: u64,
     off: usize,
     len: usize,
+    /// Claimed (ferry_buffer_claim) and not disclaimed.
+    claimed: bool,
 }
 
 struct Model {
@@ -427,7 +437,7 @@ impl Model {
         a.refs += 1;
         let want = if len == 0 { 0 } else { a.base + off };
         check_eq!((v.ptr as usize, v.len), (want, len), "view of new id {:#x}", v.id);
-        self.entries.insert(v.id, Entry { alloc, off, len });
+        self.entries.insert(v.id, Entry { alloc, off, len, claimed: false });
         self.live.push(v.id);
         self.live_ids += 1;
         self.created += 1;
@@ -604,6 +614,41 @@ impl Model {
                     self.check_bytes(id)?;
                 } else {
                     check!(v.id == UNSET.id && v.len == UNSET.len, "view wrote its out-param on error");
+                }
+            }
+            Op::Claim { id, null_out } => {
+                let id = self.resolve(id);
+                let mut v = UNSET;
+                let st = ferry_buffer_claim(id, out_ptr(&mut v, *null_out));
+                let want = match self.entries.get(&id) {
+                    _ if *null_out => FerryStatus::NullPointer,
+                    Some(e) if !e.claimed => FerryStatus::Ok,
+                    _ => FerryStatus::InvalidHandle,
+                };
+                tally("ferry_buffer_claim", st)?;
+                check_eq!(st, want, "claim({id:#x}, null_out={null_out})");
+                if st == FerryStatus::Ok {
+                    let e = self.entries.get_mut(&id).expect("live");
+                    e.claimed = true;
+                    let a = &self.allocs[&e.alloc];
+                    let ptr_want = if e.len == 0 { 0 } else { a.base + e.off };
+                    check_eq!((v.id, v.ptr as usize, v.len), (id, ptr_want, e.len), "claim({id:#x}) view");
+                } else {
+                    check!(v.id == UNSET.id && v.len == UNSET.len, "claim wrote its out-param on error");
+                }
+            }
+            Op::Disclaim { id } => {
+                let id = self.resolve(id);
+                let st = ferry_buffer_disclaim(id);
+                let claimed = self.entries.get(&id).is_some_and(|e| e.claimed);
+                tally("ferry_buffer_disclaim", st)?;
+                check_eq!(
+                    st,
+                    if claimed { FerryStatus::Ok } else { FerryStatus::InvalidHandle },
+                    "disclaim({id:#x})"
+                );
+                if claimed {
+                    self.entries.get_mut(&id).expect("live").claimed = false;
                 }
             }
             Op::Share { id, null_out } => {

@@ -198,6 +198,16 @@ fn buffers() {
     rec(f, ferry_buffer_view(0, &mut v));
     rec(f, ferry_buffer_view(id, ptr::null_mut()));
 
+    let f = "ferry_buffer_claim";
+    let mut cl = view();
+    assert_eq!(rec(f, ferry_buffer_claim(id, &mut cl)), S::Ok);
+    assert_eq!(cl.id, id);
+    assert_eq!(rec(f, ferry_buffer_claim(id, &mut v)), S::InvalidHandle, "claimed already");
+    rec(f, ferry_buffer_claim(id, ptr::null_mut()));
+    let f = "ferry_buffer_disclaim";
+    assert_eq!(rec(f, ferry_buffer_disclaim(id)), S::Ok);
+    assert_eq!(rec(f, ferry_buffer_disclaim(id)), S::InvalidHandle, "not claimed");
+
     let f = "ferry_buffer_share";
     let mut sh = view();
     assert_eq!(rec(f, ferry_buffer_share(id, &mut sh)), S::Ok);
@@ -297,6 +307,14 @@ fn callbacks() {
     let mut s = FerryCallbackStats::default();
     rec("ferry_callback_stats", ferry_callback_stats(&mut s));
     rec("ferry_callback_stats", ferry_callback_stats(ptr::null_mut()));
+
+    let f = "ferry_thread_is_worker";
+    let mut w = 7u32;
+    assert_eq!(rec(f, ferry_thread_is_worker(&mut w)), S::Ok);
+    assert_eq!(w, 0, "the test's thread is no worker");
+    rec(f, ferry_thread_is_worker(ptr::null_mut()));
+    // With no ferry call in progress on this thread there is nothing to let go of.
+    assert_eq!(rec("ferry_callback_abandon", ferry_callback_abandon(5)), S::Ok);
 }
 
 fn queues() {
@@ -395,6 +413,9 @@ unsafe extern "C" fn on_worker(ud: *mut c_void, _: u64, _: u64, out: *mut FerryP
     // SAFETY: the test registers a pointer to an OnWorker that outlives the job.
     let w = unsafe { &*(ud as *const OnWorker) };
     w.started.store(true, Ordering::SeqCst);
+    let mut worker = 0u32;
+    rec("ferry_thread_is_worker", ferry_thread_is_worker(&mut worker));
+    assert_eq!(worker, 1, "a FERRY_OP_CALL job runs on a worker");
     rec("ferry_pool_shutdown", ferry_pool_shutdown());
     let deadline = Instant::now() + Duration::from_secs(60);
     while !w.go.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -1143,8 +1164,8 @@ fn submit_can_fail_to_start_the_pool_and_says_so() {
 /// line did not say TABLE_FULL. A full table is 2^28 ids in one shard (8 GiB), too much to make in
 /// a test, so the rule is checked on every function's signature instead: each function that stores a
 /// new id through an out-parameter (`view_out`, `id_out`, `queue_out`, `region_out`) lists
-/// TABLE_FULL, except the views, which store an id the caller already has, and ferry_region_alloc,
-/// whose id is not from a table.
+/// TABLE_FULL, except the views and ferry_buffer_claim, which store an id the caller already has,
+/// and ferry_region_alloc, whose id is not from a table.
 #[test]
 fn every_function_that_issues_an_id_can_say_the_table_is_full() {
     // The sweep above takes the descriptor limit away for a moment: read the header after it.
@@ -1166,9 +1187,10 @@ fn every_function_that_issues_an_id_can_say_the_table_is_full() {
         }
         i += 1;
     }
-    // Not issuers: ferry_buffer_view and ferry_region_view store an id the caller already has;
-    // ferry_region_alloc's id is a slot of the region's own arena, whose end is REGION_FULL.
-    let stores_no_table_id = ["ferry_buffer_view", "ferry_region_view", "ferry_region_alloc"];
+    // Not issuers: ferry_buffer_view, ferry_buffer_claim and ferry_region_view store an id the
+    // caller already has; ferry_region_alloc's id is a slot of the region's own arena, whose end is
+    // REGION_FULL.
+    let stores_no_table_id = ["ferry_buffer_view", "ferry_buffer_claim", "ferry_region_view", "ferry_region_alloc"];
     let mut issuers = Vec::new();
     for (name, decl) in decls {
         let out_id = ["*view_out", "*id_out", "*queue_out", "*region_out"].iter().any(|p| decl.contains(p));

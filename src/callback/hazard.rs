@@ -407,7 +407,8 @@ pub(crate) fn heavy_barrier() -> bool {
 /// A hazard slot in use by this thread; dropping it clears the slot.
 pub(crate) struct Hazard {
     slot: &'static AtomicUsize,
-    nested: bool,
+    /// The thread's depth with this hazard taken.
+    depth: usize,
 }
 
 impl Hazard {
@@ -416,7 +417,7 @@ impl Hazard {
     /// thread has no free hazard slot (deep nesting) or no record.
     #[inline]
     pub(crate) fn protect(ix: usize) -> Option<Hazard> {
-        let slot = LOCAL.with(|l| {
+        let (slot, depth) = LOCAL.with(|l| {
             let d = l.depth.get();
             if d == DEPTH {
                 return None;
@@ -428,28 +429,61 @@ impl Hazard {
             }
             l.depth.set(d + 1);
             // SAFETY: records are never freed while their domain lives; this thread owns `r`.
-            Some((unsafe { &(*r).slots[d] }, d > 0))
+            Some((unsafe { &(*r).slots[d] }, d + 1))
         })?;
-        slot.0.store(ix + 1, Ordering::Relaxed);
+        slot.store(ix + 1, Ordering::Relaxed);
         light_barrier();
-        Some(Hazard { slot: slot.0, nested: slot.1 })
+        Some(Hazard { slot, depth })
     }
 
     /// Reports whether another invoke on this thread is running under this one (a callback that
     /// invokes a callback).
     #[inline]
     pub(crate) fn nested(&self) -> bool {
-        self.nested
+        self.depth > 1
     }
 }
 
 impl Drop for Hazard {
     #[inline]
     fn drop(&mut self) {
-        self.slot.store(0, Ordering::Release);
-        LOCAL.with(|l| l.depth.set(l.depth.get() - 1));
+        // After `abandon_thread` (which breaks its contract if this frame runs again) the slot
+        // and the depth belong to whoever comes next: leave them alone.
+        LOCAL.with(|l| {
+            if l.depth.get() == self.depth {
+                self.slot.store(0, Ordering::Release);
+                l.depth.set(self.depth - 1);
+            }
+        });
         light_barrier();
     }
+}
+
+/// Clears every hazard this thread holds, for calls whose frames will never be returned to (see
+/// `super::frames`), and calls `f` with the slot each one protected.
+#[cfg(not(loom))]
+pub(crate) fn abandon_thread(mut f: impl FnMut(usize)) {
+    let Ok((r, d)) = LOCAL.try_with(|l| (l.rec.get(), l.depth.replace(0))) else {
+        return;
+    };
+    if r.is_null() {
+        return;
+    }
+    // SAFETY: records are never freed while their domain lives; this thread owns `r`.
+    let rec = unsafe { &*r };
+    for s in rec.slots[..d].iter().rev() {
+        let v = s.swap(0, Ordering::Release);
+        if v != 0 {
+            f(v - 1);
+        }
+    }
+    light_barrier();
+}
+
+/// This thread's depth of nested invokes holding a hazard, for tests.
+#[cfg(all(test, not(loom)))]
+pub(crate) fn depth() -> usize {
+    LOCAL.with(|l| l.depth.get())
 }
 
 /// Reports whether any thread has `ix` in a hazard slot. Call after [`heavy_barrier`] succeeded.

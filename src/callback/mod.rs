@@ -35,6 +35,8 @@ use std::fmt;
 
 use crate::error::{msg, Error};
 
+#[cfg(not(loom))]
+pub(crate) mod frames;
 pub(crate) mod hazard;
 #[cfg(not(loom))]
 pub mod ops;
@@ -140,6 +142,22 @@ impl fmt::Display for CallError {
 }
 
 impl std::error::Error for CallError {}
+
+/// Lets go of everything the ferry calls in progress on this thread hold, because their frames
+/// will never be returned to: a Go callback called `runtime.Goexit`, which skips the C and Rust
+/// frames below it. Hazards and holds on callbacks are released, ids lent to callbacks are
+/// released, and a job a worker was running completes with [`CallError::CallbackPanic`]`(detail)`.
+///
+/// On a worker thread the worker is retired as well (a new one takes its place) and `true` is
+/// returned: the caller must then never return to the worker, and parks the thread for good.
+/// Returns `false` elsewhere.
+///
+/// Calling it while any of this thread's ferry calls may still return breaks what they protect.
+#[cfg(not(loom))]
+pub(crate) fn abandon_thread(detail: u64) -> bool {
+    frames::abandon_thread(detail);
+    pool::retire_current()
+}
 
 /// Counters for leak checks: what the callback machinery holds right now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! The built-in async operations. Each is checked and its inputs are taken (as counted references,
 //! so the submitter may release its ids at once) when it is submitted, and run later on a worker.
 
+use std::mem::ManuallyDrop;
 use std::time::{Duration, Instant};
 
 use super::queue::CancelToken;
@@ -116,12 +117,49 @@ impl Prepared {
                     Some(r) => Table::global().insert(r)?.id,
                     None => 0,
                 };
-                let out = cb.call(Payload { buffer: id, value });
-                if id != 0 {
-                    let _ = Table::global().release(id);
-                }
-                out
+                // Dropped after the call, on return and on unwind alike: the id goes, the hold too.
+                let call = Lent { cb: ManuallyDrop::new(cb), id, once: Default::default() };
+                super::frames::holding(&call, || {
+                    crate::fault_point!("op.call.lent");
+                    call.cb.call(Payload { buffer: id, value })
+                })
             }
+        }
+    }
+}
+
+/// What a FERRY_OP_CALL job holds while its callback runs: the callback and the id lent to it.
+/// Both are let go of once: when the call ends (or unwinds), or when it is abandoned.
+struct Lent {
+    cb: ManuallyDrop<Callback>,
+    id: u64,
+    once: super::frames::Once,
+}
+
+impl Lent {
+    fn release_id(&self) {
+        if self.id != 0 {
+            let _ = Table::global().release(self.id);
+        }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if self.once.first() {
+            self.release_id();
+            // SAFETY: dropped once, here, and never used again.
+            unsafe { ManuallyDrop::drop(&mut self.cb) };
+        }
+    }
+}
+
+impl super::frames::Abandon for Lent {
+    fn abandon(&self, _detail: u64) {
+        if self.once.first() {
+            self.release_id();
+            // SAFETY: `cb` is never dropped after this (`once` is spent), so the hold goes once.
+            unsafe { self.cb.release_for_abandoned() };
         }
     }
 }

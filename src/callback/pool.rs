@@ -18,6 +18,13 @@
 //! [`extra_workers`] extras run at once; a submit from a worker that would need one more fails
 //! with [`CallError::WouldDeadlock`] instead of queueing work nobody may ever run.
 //!
+//! # Abandoned jobs
+//!
+//! A Go callback that calls `runtime.Goexit` on a worker never returns to the worker's frames (and
+//! Go cannot end a goroutine on a thread it did not create). ferry then completes the job with
+//! `CallbackPanic` (see [`super::frames`]), [`retire_current`] takes the worker out of the pool and
+//! starts another in its place, and the thread stays parked for the life of the process.
+//!
 //! # fork
 //!
 //! After `fork` the child has no worker threads. A `pthread_atfork` handler (installed when the
@@ -26,7 +33,7 @@
 //! a pool of its own. The handler takes the pool's locks around the fork, so a fork never copies
 //! them held.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +41,7 @@ use std::thread::{self, JoinHandle};
 
 use parking_lot::{Condvar, Mutex};
 
+use super::frames;
 use super::ops::{Prepared, Request};
 use super::queue::{self, CancelToken, Completer};
 use super::{catch, CallError, Payload};
@@ -98,11 +106,15 @@ struct State {
     active: Option<PoolConfig>,
     /// The configuration for the next start.
     next: Option<PoolConfig>,
+    /// Workers retired by [`retire_current`]: they never exit, so nothing may join them.
+    parked: Vec<thread::ThreadId>,
 }
 
 struct Pool {
     state: Mutex<State>,
     cv: Condvar,
+    /// Notified when a worker leaves the count (exits or is retired), for shutdown.
+    gone: Condvar,
     /// Serialises shutdowns, so that each one returns only once the workers are joined.
     shutdown: Mutex<()>,
 }
@@ -118,8 +130,10 @@ static POOL: Pool = Pool {
         threads: Vec::new(),
         active: None,
         next: None,
+        parked: Vec::new(),
     }),
     cv: Condvar::new(),
+    gone: Condvar::new(),
     shutdown: Mutex::new(()),
 };
 
@@ -128,6 +142,8 @@ static JOB_PANICS: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
     static IS_WORKER: Cell<bool> = const { Cell::new(false) };
+    /// Set while this thread's `shutdown` completes the jobs it took (see `shutdown`).
+    static CLOSING_JOBS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Reports whether this thread is one of the pool's workers.
@@ -151,14 +167,21 @@ pub fn configure(c: PoolConfig) -> Result<(), CallError> {
 
 /// Stops the pool: jobs still waiting complete with `Closed` without running, running jobs finish
 /// (a job that never ends keeps `shutdown` waiting), and every worker thread is joined before
-/// `shutdown` returns. The next submit starts a new pool. The waiting jobs are dropped after every
-/// pool lock is let go, so their release functions and drop hooks may call ferry (`shutdown`
-/// included, which then finds the pool stopped).
+/// `shutdown` returns. The next submit starts a new pool.
+///
+/// The waiting jobs are completed first, before `shutdown` waits for the running ones: a running
+/// job may be waiting for one of them (a callback that submitted work and waits for it), and would
+/// otherwise never finish. They are dropped with no pool lock held, so their release functions and
+/// drop hooks may call ferry; `shutdown` called from one of them returns `Ok` at once (the pool is
+/// being stopped).
 /// Errors: `InvalidArgument` when called from a worker thread (it would wait for itself); nothing
 /// is changed then.
 pub fn shutdown() -> Result<(), CallError> {
     if on_worker() {
         return Err(CallError::InvalidArgument);
+    }
+    if CLOSING_JOBS.with(Cell::get) {
+        return Ok(());
     }
     let serial = POOL.shutdown.lock();
     let (jobs, threads) = {
@@ -170,8 +193,24 @@ pub fn shutdown() -> Result<(), CallError> {
         (std::mem::take(&mut st.jobs), std::mem::take(&mut st.threads))
     };
     POOL.cv.notify_all();
+    CLOSING_JOBS.with(|c| c.set(true));
+    for j in jobs {
+        close_job(j);
+    }
+    CLOSING_JOBS.with(|c| c.set(false));
+    let parked = {
+        // Every worker leaves the count when it exits or is retired; then the handles left are
+        // of threads that have exited or are about to, except the retired ones, which never do.
+        let mut st = POOL.state.lock();
+        while st.workers > 0 {
+            POOL.gone.wait(&mut st);
+        }
+        st.parked.clone()
+    };
     for t in threads {
-        let _ = t.join();
+        if !parked.contains(&t.thread().id()) {
+            let _ = t.join();
+        }
     }
     {
         let mut st = POOL.state.lock();
@@ -181,9 +220,6 @@ pub fn shutdown() -> Result<(), CallError> {
         st.active = None;
     }
     drop(serial);
-    for j in jobs {
-        close_job(j);
-    }
     Ok(())
 }
 
@@ -191,6 +227,7 @@ pub fn shutdown() -> Result<(), CallError> {
 fn close_job(j: Job) {
     let Job { work, done } = j;
     if catch_unwind(AssertUnwindSafe(move || {
+        crate::fault_point!("job.close");
         drop(work);
         done.complete(Err(CallError::Closed));
     }))
@@ -368,6 +405,7 @@ fn next_job() -> Option<Job> {
         let configured = st.active.map_or(0, |c| c.threads);
         if st.closing || st.workers > configured {
             st.workers -= 1;
+            POOL.gone.notify_all();
             return None;
         }
         st.idle += 1;
@@ -388,15 +426,79 @@ fn run(job: Job) {
             return;
         }
         let token = done.token();
-        let result = catch(CallError::Panic, move || match work {
-            Work::Op(p) => p.run(&token),
-            Work::Fn(f) => f(&token),
+        let running = Running { done: RefCell::new(Some(done)) };
+        let result = frames::holding(&running, || {
+            catch(CallError::Panic, move || {
+                crate::fault_point!("job.run");
+                match work {
+                    Work::Op(p) => p.run(&token),
+                    Work::Fn(f) => f(&token),
+                }
+            })
         });
-        done.complete(result);
+        // Until it is delivered, the result's buffer id is released if anything unwinds.
+        let mut result = Unsent(Some(result));
+        crate::fault_point!("job.complete");
+        if let Some(done) = running.done.into_inner() {
+            done.complete(result.0.take().expect("set above"));
+        }
     }));
     if outcome.is_err() {
         JOB_PANICS.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// A job's result on its way to the queue: its buffer id is released if it never gets there.
+struct Unsent(Option<Result<Payload, CallError>>);
+
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        if let Some(Ok(p)) = self.0.take() {
+            if p.buffer != 0 {
+                let _ = crate::table::Table::global().release(p.buffer);
+            }
+        }
+    }
+}
+
+/// The completion of the job a worker runs, reachable while the job calls out, so that a job whose
+/// frames are abandoned (see [`frames`]) still completes: with `CallbackPanic` and the detail.
+struct Running {
+    done: RefCell<Option<Completer>>,
+}
+
+impl frames::Abandon for Running {
+    fn abandon(&self, detail: u64) {
+        // The job's own code never borrows `done`, so this borrow cannot fail.
+        if let Some(done) = self.done.borrow_mut().take() {
+            done.complete(Err(frames::abandoned_error(detail)));
+        }
+    }
+}
+
+/// Retires the worker this is called on, whose calls were abandoned (see [`frames`]): it never
+/// takes another job, the pool no longer counts or joins it, and a new worker takes its place.
+/// Returns false, doing nothing, on any other thread.
+pub(crate) fn retire_current() -> bool {
+    if !on_worker() {
+        return false;
+    }
+    IS_WORKER.with(|w| w.set(false));
+    let me = thread::current().id();
+    let mut st = POOL.state.lock();
+    // Shutdown may hold this thread's handle already: it skips the threads listed here.
+    st.parked.push(me);
+    st.threads.retain(|h| h.thread().id() != me);
+    st.workers -= 1;
+    WORKERS.fetch_sub(1, Ordering::SeqCst);
+    if let (Some(c), false) = (st.active, st.closing) {
+        if st.workers < c.threads {
+            let _ = spawn_worker(&mut st, &c);
+        }
+    }
+    drop(st);
+    POOL.gone.notify_all();
+    true
 }
 
 /// Worker threads running now.
@@ -456,6 +558,7 @@ extern "C" fn fork_child() {
     st.signaled = 0;
     st.workers = 0;
     st.active = None;
+    st.parked.clear();
     WORKERS.store(0, Ordering::SeqCst);
     // SAFETY: as in fork_parent: these locks were taken in fork_prepare and their guards forgotten.
     unsafe {
@@ -767,6 +870,38 @@ mod tests {
         assert_eq!(got.iter().find(|c| c.tag == 2).map(|c| c.result), Some(Err(CallError::Closed)));
         queue::close(q).unwrap();
         drop(mem);
+        configure(PoolConfig::default()).unwrap();
+    }
+
+    /// A running job waits for a job queued behind it (submitted from outside the pool, so no extra
+    /// worker starts), and the pool shuts down. Shutdown used to close the waiting jobs only after
+    /// it had joined the workers: the running job waited for ever (here: until its 60 s timeout).
+    /// The waiting jobs are now closed first, so the running one sees CLOSED and finishes.
+    #[test]
+    fn shutdown_closes_waiting_jobs_before_it_waits_for_running_ones() {
+        let _g = TEST_LOCK.lock();
+        shutdown().unwrap();
+        configure(PoolConfig { threads: 1, ..PoolConfig::default() }).unwrap();
+        let (outer, inner) = (queue::create().unwrap(), queue::create().unwrap());
+        let running = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r2 = running.clone();
+        spawn(outer, 1, move |_| {
+            r2.store(true, Ordering::SeqCst);
+            let got = queue::get(inner)?.wait(1, Some(Duration::from_secs(60)))?;
+            // What the job waited for: the queued job's result, or Cancelled for a timeout.
+            got.first().map(|c| c.result).unwrap_or(Err(CallError::Cancelled))
+        })
+        .unwrap();
+        while !running.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
+        // Queued behind the running job on the only worker.
+        submit(inner, 2, req(Op::Echo, 0, 0, 5)).unwrap();
+        shutdown().unwrap();
+        let got = collect(outer, 1, Duration::from_secs(120));
+        assert_eq!(got[0].result, Err(CallError::Closed), "the running job saw the queued one closed");
+        queue::close(outer).unwrap();
+        queue::close(inner).unwrap();
         configure(PoolConfig::default()).unwrap();
     }
 

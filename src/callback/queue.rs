@@ -404,6 +404,7 @@ pub fn create_sink(
                     return;
                 }
                 let _ = catch(CallError::Panic, || {
+                    crate::fault_point!("sink.deliver");
                     sink(&batch);
                     Ok(())
                 });

@@ -171,7 +171,10 @@ impl Registry {
         // slot is handed out again below.
         let f = s.func.with_mut(|f| unsafe { (*f).take() });
         // The drop hook; it may call back into ferry. A panic in it must not lose the slot.
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(f)));
+        let _ = catch_unwind(AssertUnwindSafe(move || {
+            crate::fault_point!("callback.drop");
+            drop(f)
+        }));
         self.alive.fetch_sub(1, Ordering::Release);
         match slots::next_gen(gen_of(state)) {
             Some(gen) => {
@@ -320,12 +323,29 @@ impl Clone for Callback {
     }
 }
 
-impl Drop for Callback {
-    fn drop(&mut self) {
+impl Callback {
+    /// Lets go of the hold this value stands for, without dropping it: for a frame that will never
+    /// be returned to (see `super::frames`).
+    ///
+    /// # Safety
+    /// The value must never be dropped afterwards (the caller forgets it), or the count would be
+    /// decremented twice.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn release_for_abandoned(&self) {
+        self.release();
+    }
+
+    fn release(&self) {
         let now = self.slot.state.fetch_sub(1, Ordering::AcqRel) - 1;
         if now & DEFERRED != 0 && now & COUNT_MASK == 0 {
             REGISTRY.try_reclaim(self.ix, self.slot);
         }
+    }
+}
+
+impl Drop for Callback {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -383,7 +403,8 @@ pub fn register(
 }
 
 /// Unregisters `id`. The id is invalid from now on; the callback is dropped here, on this thread,
-/// unless a running call or queued job still holds it, in which case the last of them drops it.
+/// unless a running call or queued job still holds it, in which case the last of them drops it (an
+/// invoke looking the slot up at that moment, even with a stale id, counts as a running call).
 /// Errors: `Ferry(InvalidHandle)` for an unknown or already unregistered id, or an id of another
 /// kind.
 pub fn unregister(id: u64) -> Result<(), CallError> {
@@ -427,23 +448,95 @@ pub fn get(id: u64) -> Result<Callback, CallError> {
 /// on this thread for one more callback: see `stack.rs`).
 pub fn invoke(id: u64, p: Payload) -> Result<Payload, CallError> {
     let (gen, ix, s) = REGISTRY.lookup(id)?;
+    // Dropped after the hazard (declared before it), on return and on unwind alike.
+    let _leave = Leave { ix, s };
     let Some(h) = Hazard::protect(ix) else {
         // No hazard slot left (deeply nested invokes, or a thread that is exiting): take a hold.
-        return get(id)?.call(p);
+        return Held::new(get(id)?).call(p);
     };
+    crate::fault_point!("invoke.protected");
     let st = s.state.load(Ordering::Acquire);
-    let r = if gen_of(st) == gen && st & REGISTERED != 0 {
+    if gen_of(st) == gen && st & REGISTERED != 0 {
         // The hazard, published before the state was seen REGISTERED, keeps `func` in place.
         s.call(p, h.nested())
     } else {
         Err(CallError::Ferry(Error::InvalidHandle))
-    };
-    drop(h);
-    // If an unregister found this hazard, it left the freeing to whoever drops the last protection.
-    if s.state.load(Ordering::Relaxed) & DEFERRED != 0 {
-        REGISTRY.try_reclaim(ix, s);
     }
-    r
+}
+
+/// What an invoke does as it leaves, after its hazard is cleared: if an unregister found the
+/// hazard, it left the freeing to whoever drops the last protection.
+struct Leave {
+    ix: usize,
+    s: &'static Slot,
+}
+
+impl Drop for Leave {
+    #[inline]
+    fn drop(&mut self) {
+        if self.s.state.load(Ordering::Relaxed) & DEFERRED != 0 {
+            REGISTRY.try_reclaim(self.ix, self.s);
+        }
+    }
+}
+
+/// A counted hold taken by a nested invoke, let go of at its end or when the thread's calls are
+/// abandoned (see `super::frames`).
+struct Held {
+    hold: Callback,
+    #[cfg(not(loom))]
+    once: super::frames::Once,
+}
+
+impl Held {
+    fn new(hold: Callback) -> Held {
+        Held {
+            hold,
+            #[cfg(not(loom))]
+            once: Default::default(),
+        }
+    }
+
+    #[cfg(not(loom))]
+    fn call(self, p: Payload) -> Result<Payload, CallError> {
+        let r = super::frames::holding(&self, || {
+            crate::fault_point!("invoke.held");
+            self.hold.call(p)
+        });
+        if !self.once.first() {
+            // Abandoned: the hold was let go of already.
+            std::mem::forget(self.hold);
+        }
+        r
+    }
+
+    #[cfg(loom)]
+    fn call(self, p: Payload) -> Result<Payload, CallError> {
+        self.hold.call(p)
+    }
+}
+
+#[cfg(not(loom))]
+impl super::frames::Abandon for Held {
+    fn abandon(&self, _detail: u64) {
+        if self.once.first() {
+            // SAFETY: the frame that owns `hold` forgets it (see `call`), so the count is dropped once.
+            unsafe { self.hold.release_for_abandoned() };
+        }
+    }
+}
+
+/// Lets go of the hazards this thread holds for calls whose frames will never be returned to,
+/// freeing the callbacks unregistered meanwhile that nothing else protects.
+#[cfg(not(loom))]
+pub(crate) fn abandon_hazards() {
+    hazard::abandon_thread(|ix| {
+        if let Some(s) = REGISTRY.slot(ix) {
+            if s.state.load(Ordering::Acquire) & DEFERRED != 0 {
+                REGISTRY.try_reclaim(ix, s);
+            }
+        }
+    });
 }
 
 /// Callbacks registered and not unregistered.

@@ -11,9 +11,12 @@
 use std::cell::Cell;
 
 thread_local! {
-    /// (lowest usable address, headroom); (0, 0) before the first look, (1, 0) when unknown.
-    static BOUNDS: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+    /// (lowest usable address, highest address, headroom); (0, 0, 0) before the first look,
+    /// (1, usize::MAX, 0) when unknown.
+    static BOUNDS: Cell<(usize, usize, usize)> = const { Cell::new((0, 0, 0)) };
 }
+
+const UNKNOWN: (usize, usize, usize) = (1, usize::MAX, 0);
 
 /// The stack kept free below the deepest callback frame, for a stack of `size` bytes.
 pub(crate) fn headroom(size: usize) -> usize {
@@ -21,7 +24,7 @@ pub(crate) fn headroom(size: usize) -> usize {
 }
 
 #[cfg(target_os = "linux")]
-fn bounds() -> Option<(usize, usize)> {
+fn bounds() -> Option<(usize, usize, usize)> {
     // SAFETY: pthread_attr_t is plain data that pthread_getattr_np fills in; it is destroyed after
     // use, and the out-parameters are valid locals.
     unsafe {
@@ -32,26 +35,32 @@ fn bounds() -> Option<(usize, usize)> {
         let (mut addr, mut size) = (std::ptr::null_mut(), 0usize);
         let ok = libc::pthread_attr_getstack(&attr, &mut addr, &mut size) == 0;
         libc::pthread_attr_destroy(&mut attr);
-        (ok && !addr.is_null()).then(|| (addr as usize, headroom(size)))
+        (ok && !addr.is_null()).then(|| (addr as usize, addr as usize + size, headroom(size)))
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn bounds() -> Option<(usize, usize)> {
+fn bounds() -> Option<(usize, usize, usize)> {
     None
 }
 
 /// Reports whether this thread has room for one more callback: false when the stack left below
-/// the caller's frame is under the headroom. Where the bounds cannot be read, always true.
+/// the caller's frame is under the headroom. Where the bounds cannot be read, or the stack pointer
+/// is not within them (a stack the thread switched to), always true.
 #[inline(always)]
 pub(crate) fn room() -> bool {
     let sp = stack_pointer();
     // A const thread-local without a destructor: one load, and never gone, even in an exiting thread.
-    let (low, keep) = BOUNDS.with(Cell::get);
+    let (low, high, keep) = BOUNDS.with(Cell::get);
     if low == 0 {
         return first_look(sp);
     }
-    sp.saturating_sub(low) >= keep
+    fits(sp, (low, high, keep))
+}
+
+#[inline(always)]
+fn fits(sp: usize, (low, high, keep): (usize, usize, usize)) -> bool {
+    !(low..high).contains(&sp) || sp - low >= keep
 }
 
 /// The stack pointer. Read from the register where the architecture is known: the address of a
@@ -79,9 +88,9 @@ fn stack_pointer() -> usize {
 
 #[cold]
 fn first_look(sp: usize) -> bool {
-    let (low, keep) = bounds().unwrap_or((1, 0));
-    BOUNDS.with(|b| b.set((low, keep)));
-    sp.saturating_sub(low) >= keep
+    let b = bounds().unwrap_or(UNKNOWN);
+    BOUNDS.with(|c| c.set(b));
+    fits(sp, b)
 }
 
 #[cfg(test)]

@@ -163,6 +163,29 @@ pub extern "C" fn ferry_buffer_view(id: u64, view_out: *mut FerryView) -> FerryS
     })
 }
 
+/// Claims `id` for one owner and stores its view in `*view_out`.
+///
+/// A language binding's buffer object claims the id it owns (the Go package claims the id of every
+/// Buffer), so that a second object can never take the same id: releasing it would free memory the
+/// first still reads. A claim changes nothing else: the id is released as any other (which ends the
+/// claim), and its shares and slices are new, unclaimed ids.
+/// Errors: INVALID_HANDLE (unknown or released id, or one claimed already), NULL_POINTER.
+#[no_mangle]
+pub extern "C" fn ferry_buffer_claim(id: u64, view_out: *mut FerryView) -> FerryStatus {
+    run("ferry_buffer_claim", || {
+        let out = nonnull_mut(view_out)?;
+        write_view(out, Table::global().claim(id)?);
+        Ok(())
+    })
+}
+
+/// Gives up the claim on `id` (ferry_buffer_claim), as an owner does that hands the id on.
+/// Errors: INVALID_HANDLE (unknown or released id, or one not claimed).
+#[no_mangle]
+pub extern "C" fn ferry_buffer_disclaim(id: u64) -> FerryStatus {
+    run("ferry_buffer_disclaim", || Ok(Table::global().disclaim(id)?))
+}
+
 /// Makes a second id over the same memory as `id` and stores it in `*view_out`.
 ///
 /// The caller owns the new id; either id may be released first, and the memory lives until both are.

@@ -258,7 +258,9 @@ pub extern "C" fn ferry_callback_register(
 }
 
 /// Unregisters callback `id`. The id is invalid from now on; the drop function runs now, on this
-/// thread, unless a call or job still holds the callback (then when the last one finishes).
+/// thread, unless a call or job still holds the callback (then when the last one finishes, on its
+/// thread). An invoke that is looking the callback's slot up on another thread at that moment (with
+/// this id or a stale one) counts as a call: the drop function then runs as it leaves.
 /// Errors: INVALID_HANDLE.
 #[no_mangle]
 pub extern "C" fn ferry_callback_unregister(id: u64) -> FerryStatus {
@@ -566,14 +568,46 @@ pub extern "C" fn ferry_pool_configure(threads: u32, queue_cap: usize, stack_siz
 }
 
 /// Stops the worker pool: waiting jobs complete with CLOSED, running ones finish, and every worker
-/// thread has exited when this returns. The next submit starts the pool again. The waiting jobs are
-/// dropped after ferry lets go of every lock, so the release and drop functions they run may call
-/// any ferry function (this one included: it finds the pool stopped and returns OK).
+/// thread has exited when this returns. The next submit starts the pool again. The waiting jobs
+/// complete first, so a running job that waits for one of them (a callback that submitted work)
+/// finishes. They are dropped with no ferry lock held, so the release and drop functions they run
+/// may call any ferry function (this one included: it returns OK at once).
 /// Errors: INVALID_ARGUMENT when called on a worker thread (from a callback run by FERRY_OP_CALL),
 /// before anything is changed.
 #[no_mangle]
 pub extern "C" fn ferry_pool_shutdown() -> FerryStatus {
     run("ferry_pool_shutdown", || Ok(pool::shutdown()?))
+}
+
+/// Stores 1 in `*worker_out` if this thread is one of the worker pool's threads (where callbacks run
+/// by FERRY_OP_CALL run), else 0. Errors: NULL_POINTER.
+#[no_mangle]
+pub extern "C" fn ferry_thread_is_worker(worker_out: *mut u32) -> FerryStatus {
+    run("ferry_thread_is_worker", || write(worker_out, u32::from(pool::on_worker())))
+}
+
+/// Tells ferry that the ferry calls in progress on this thread will never return: a Go callback
+/// called runtime.Goexit, which drops the C and Rust frames below it without returning to them.
+///
+/// ferry lets go of what those calls hold: the callbacks they run are no longer protected from
+/// their drop functions, buffer ids lent to them are released, and the job a worker thread was
+/// running completes with CALLBACK_PANIC and `detail`. On a worker thread the worker is also
+/// retired (a new one takes its place) and this call never returns: the thread stays parked for
+/// the life of the process. Elsewhere it returns OK. Call it only where no ferry call in progress on
+/// this thread will ever return (with none in progress it does nothing). Errors: none.
+#[no_mangle]
+pub extern "C" fn ferry_callback_abandon(detail: u64) -> FerryStatus {
+    let mut retired = false;
+    let st = run("ferry_callback_abandon", || {
+        retired = callback::abandon_thread(detail);
+        Ok(())
+    });
+    if retired {
+        loop {
+            std::thread::park();
+        }
+    }
+    st
 }
 
 /// Stores the callback machinery's counters in `*stats_out`. Errors: NULL_POINTER.

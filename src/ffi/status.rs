@@ -114,6 +114,8 @@ pub fn function_errors() -> &'static [(&'static str, &'static [FerryStatus])] {
         ("ferry_buffer_copy", &[NullPointer, TooLarge, LimitReached, AllocFailed, TableFull]),
         ("ferry_buffer_adopt", &[NullPointer, TooLarge, LimitReached, TableFull]),
         ("ferry_buffer_view", &[InvalidHandle, NullPointer]),
+        ("ferry_buffer_claim", &[InvalidHandle, NullPointer]),
+        ("ferry_buffer_disclaim", &[InvalidHandle]),
         ("ferry_buffer_share", &[InvalidHandle, NullPointer, TableFull]),
         ("ferry_buffer_slice", &[InvalidHandle, NullPointer, Overflow, OutOfRange, TableFull]),
         ("ferry_buffer_copy_out", &[InvalidHandle, NullPointer, TooLarge, Overflow, OutOfRange]),
@@ -152,6 +154,8 @@ pub fn function_errors() -> &'static [(&'static str, &'static [FerryStatus])] {
         ("ferry_async_cancel", &[InvalidHandle]),
         ("ferry_pool_configure", &[InvalidArgument]),
         ("ferry_pool_shutdown", &[InvalidArgument]),
+        ("ferry_thread_is_worker", &[NullPointer]),
+        ("ferry_callback_abandon", &[]),
         ("ferry_callback_stats", &[NullPointer]),
         // Regions (src/ffi/region.rs). A region buffer id is a slot of the region's own arena, so
         // ferry_region_alloc meets REGION_FULL where other functions meet TABLE_FULL; the functions

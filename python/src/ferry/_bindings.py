@@ -58,6 +58,8 @@ FUNCTIONS = (
     'ferry_buffer_copy',
     'ferry_buffer_adopt',
     'ferry_buffer_view',
+    'ferry_buffer_claim',
+    'ferry_buffer_disclaim',
     'ferry_buffer_share',
     'ferry_buffer_slice',
     'ferry_buffer_copy_out',
@@ -80,6 +82,8 @@ FUNCTIONS = (
     'ferry_async_cancel',
     'ferry_pool_configure',
     'ferry_pool_shutdown',
+    'ferry_thread_is_worker',
+    'ferry_callback_abandon',
     'ferry_callback_stats',
     'ferry_region_create',
     'ferry_region_create_named',
@@ -187,6 +191,8 @@ FerryStatus ferry_buffer_adopt(uint8_t *data,
                                void *user_data,
                                FerryView *view_out);
 FerryStatus ferry_buffer_view(uint64_t id, FerryView *view_out);
+FerryStatus ferry_buffer_claim(uint64_t id, FerryView *view_out);
+FerryStatus ferry_buffer_disclaim(uint64_t id);
 FerryStatus ferry_buffer_share(uint64_t id, FerryView *view_out);
 FerryStatus ferry_buffer_slice(uint64_t id, size_t offset, size_t len, FerryView *view_out);
 FerryStatus ferry_buffer_copy_out(uint64_t id,
@@ -233,6 +239,8 @@ FerryStatus ferry_async_submit_batch(uint64_t queue,
 FerryStatus ferry_async_cancel(uint64_t queue, uint64_t tag);
 FerryStatus ferry_pool_configure(uint32_t threads, size_t queue_cap, size_t stack_size);
 FerryStatus ferry_pool_shutdown(void);
+FerryStatus ferry_thread_is_worker(uint32_t *worker_out);
+FerryStatus ferry_callback_abandon(uint64_t detail);
 FerryStatus ferry_callback_stats(FerryCallbackStats *stats_out);
 FerryStatus ferry_region_create(const FerryRegionConfig *cfg, uint64_t *region_out);
 FerryStatus ferry_region_create_named(const uint8_t *name_ptr,

@@ -1,0 +1,220 @@
+package ferry
+
+/*
+#include "shims.h"
+*/
+import "C"
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// Future is the pending result of an asynchronous call.
+//
+// A Future may be used from several goroutines at once: Wait and Done are safe for concurrent
+// use, and every Wait returns the same outcome. When that outcome holds a Buffer, every Wait
+// returns the same *Buffer: it is closed once, by whichever goroutine the program makes its owner.
+type Future struct {
+	e   *engine
+	tag uint64
+	ctx context.Context
+	// state is futPending, futWaiting (ch is made and someone may block on it), futDone (c is
+	// set) or futCancelled (the context ended first; the consumer releases a late result).
+	state atomic.Uint32
+	// ch is made by the first Done or Wait that must block, and stored before state becomes
+	// futWaiting. Whoever moves state from futWaiting to futDone or futCancelled closes it.
+	ch atomic.Pointer[chan struct{}]
+	// c is written by the engine's consumer before it sets futDone.
+	c completion
+
+	// mu guards the outcome (settled, out, err) and the making of ch.
+	mu      sync.Mutex
+	settled bool
+	out     Payload
+	err     error
+	// stopWatch stops the context watch that Done starts (watched), once the result is in.
+	stopWatch func() bool
+	watched   atomic.Bool
+}
+
+const (
+	futPending uint32 = iota
+	futWaiting
+	futDone
+	futCancelled
+)
+
+type completion struct {
+	status        Status
+	buffer, value uint64
+}
+
+// closedChan is returned by Done once the Future is settled.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// Done returns a channel that is closed when the result has arrived, or when the context given to
+// Submit ends first (then Wait returns the cancellation).
+func (f *Future) Done() <-chan struct{} {
+	return f.done(true)
+}
+
+// done returns the channel, making it if needed; with watch, it also arranges for the channel to
+// close when the context ends (Wait watches the context itself).
+func (f *Future) done(watch bool) <-chan struct{} {
+	if p := f.ch.Load(); p != nil && (!watch || f.watched.Load() || f.ctx.Done() == nil) {
+		return *p
+	}
+	if s := f.state.Load(); s == futDone || s == futCancelled {
+		return closedChan
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.ch.Load()
+	if p == nil {
+		ch := make(chan struct{})
+		p = &ch
+		f.ch.Store(p)
+		if !f.state.CompareAndSwap(futPending, futWaiting) {
+			// Settled meanwhile, before anyone could see the channel: close it ourselves.
+			close(ch)
+			return ch
+		}
+	}
+	if watch && !f.watched.Load() && f.ctx.Done() != nil {
+		f.watched.Store(true)
+		f.stopWatch = context.AfterFunc(f.ctx, f.cancel)
+		if f.state.Load() == futDone {
+			f.stopWatch()
+		}
+	}
+	return *p
+}
+
+// resolve hands c to the Future (the consumer's side); it reports false if the Future was
+// cancelled, in which case the caller releases c's buffer.
+func (f *Future) resolve(c completion) bool {
+	f.c = c
+	for {
+		switch s := f.state.Load(); s {
+		case futCancelled:
+			return false
+		case futPending:
+			if f.state.CompareAndSwap(s, futDone) {
+				return true
+			}
+		case futWaiting:
+			if f.state.CompareAndSwap(s, futDone) {
+				close(*f.ch.Load())
+				if f.watched.Load() {
+					f.unwatch()
+				}
+				return true
+			}
+		default:
+			return true
+		}
+	}
+}
+
+// unwatch stops the context watch, if Done started one, so that a long-lived context does not
+// keep settled Futures. resolve calls it only when watched is set: it settles the state before it
+// loads watched, and done sets watched before it loads the state, so one of the two always sees
+// the other and stops the watch; a Wait that only waits takes no lock here (the poller would
+// otherwise hold f.mu just as the woken waiter takes it).
+func (f *Future) unwatch() {
+	f.mu.Lock()
+	stop := f.stopWatch
+	f.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// cancel gives the Future up because its context ended, unless the result is in already. Rust is
+// told, so that a job that has not started is skipped and a running one can see the flag; the
+// consumer releases a result that arrives later.
+func (f *Future) cancel() {
+	for {
+		s := f.state.Load()
+		if s == futDone || s == futCancelled {
+			return
+		}
+		if f.state.CompareAndSwap(s, futCancelled) {
+			if s == futWaiting {
+				close(*f.ch.Load())
+			}
+			C.ferry_async_cancel(C.uint64_t(f.e.queue), C.uint64_t(f.tag))
+			return
+		}
+	}
+}
+
+// Wait waits for the result or for the context given to Submit to end, whichever comes first.
+//
+// On success the result's Buffer, if any, is owned by the caller. When the context ends first,
+// Wait returns at once with an error matching both ErrCancelled and the context's error
+// (context.Canceled or context.DeadlineExceeded); Rust is told, so a job that has not started is
+// skipped and a running one can see the cancellation, and a result that arrives later is released.
+// A result that arrived before the context ended is returned. Later calls, from any goroutine,
+// return the same outcome.
+func (f *Future) Wait() (Payload, error) {
+	if s := f.state.Load(); s != futDone && s != futCancelled {
+		select {
+		case <-f.done(false):
+		case <-f.ctx.Done():
+			f.cancel()
+		}
+	}
+	return f.outcome()
+}
+
+// outcome settles the Future once (adopting the result's buffer) and returns the outcome.
+func (f *Future) outcome() (Payload, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.settled {
+		f.settled = true
+		if f.state.Load() == futCancelled {
+			f.err = &cancelError{f.ctx.Err()}
+		} else {
+			f.out, f.err = f.c.payload()
+		}
+	}
+	return f.out, f.err
+}
+
+// payload turns a completion into the caller's result, claiming its buffer id.
+func (c completion) payload() (Payload, error) {
+	if c.status != StatusOK {
+		return Payload{}, resultErr(c.status, c.value)
+	}
+	out := Payload{Value: c.value}
+	if c.buffer != 0 {
+		r := C.ferry_go_claim(C.uint64_t(c.buffer))
+		if r.status != C.FERRY_STATUS_OK {
+			return Payload{}, adoptErr(r.status)
+		}
+		out.Buffer = adoptView(r.view)
+	}
+	return out, nil
+}
+
+// cancelError is what Wait returns when its context ends first.
+type cancelError struct{ ctxErr error }
+
+func (e *cancelError) Error() string { return "ferry: async call cancelled: " + e.ctxErr.Error() }
+
+// Is reports whether target is ErrCancelled.
+func (e *cancelError) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Status == StatusCancelled
+}
+
+// Unwrap returns the context's error.
+func (e *cancelError) Unwrap() error { return e.ctxErr }

@@ -1,0 +1,100 @@
+/* The C glue of the Go package: see shims.h. */
+
+#include "shims.h"
+
+#include "_cgo_export.h"
+
+static ferry_go_made claim_made(FerryStatus st, FerryView v) {
+	ferry_go_made r = {v, st};
+	if (st == FERRY_STATUS_OK) {
+		/* A fresh id: nobody else can have claimed it. */
+		r.status = ferry_buffer_claim(v.id, &r.view);
+		if (r.status != FERRY_STATUS_OK) {
+			ferry_buffer_release(v.id);
+		}
+	}
+	return r;
+}
+
+ferry_go_made ferry_go_new(size_t len) {
+	FerryView v = {0, 0, 0};
+	FerryStatus st = ferry_buffer_new(len, &v);
+	return claim_made(st, v);
+}
+
+ferry_go_made ferry_go_copy(const uint8_t *data, size_t len) {
+	FerryView v = {0, 0, 0};
+	FerryStatus st = ferry_buffer_copy(data, len, &v);
+	return claim_made(st, v);
+}
+
+ferry_go_made ferry_go_share(uint64_t id) {
+	FerryView v = {0, 0, 0};
+	FerryStatus st = ferry_buffer_share(id, &v);
+	return claim_made(st, v);
+}
+
+ferry_go_made ferry_go_slice(uint64_t id, size_t off, size_t len) {
+	FerryView v = {0, 0, 0};
+	FerryStatus st = ferry_buffer_slice(id, off, len, &v);
+	return claim_made(st, v);
+}
+
+ferry_go_made ferry_go_claim(uint64_t id) {
+	ferry_go_made r = {{0, 0, 0}, 0};
+	r.status = ferry_buffer_claim(id, &r.view);
+	return r;
+}
+
+/* What ferry calls for a Go callback: the exported Go trampoline (trampoline.go), with the key
+ * turned back into an integer before Go sees it. A buffer the callback hands over was its Go
+ * Buffer's, claimed: it passes to the caller unclaimed, so that the caller (Go's Invoke included)
+ * can claim it in turn. */
+static uint32_t ferry_go_cb_call(void *user_data, uint64_t buffer, uint64_t value, FerryPayload *result_out) {
+	uint32_t st = ferryGoCallback((uintptr_t)user_data, buffer, value, result_out);
+	if (st == FERRY_STATUS_OK && result_out->buffer != 0) {
+		ferry_buffer_disclaim(result_out->buffer);
+	}
+	return st;
+}
+
+static void ferry_go_cb_drop(void *user_data) {
+	ferryGoDrop((uintptr_t)user_data);
+}
+
+ferry_go_registered ferry_go_cb_register(uintptr_t key) {
+	ferry_go_registered r = {0, 0};
+	r.status = ferry_callback_register(ferry_go_cb_call, (void *)key, ferry_go_cb_drop, &r.id);
+	return r;
+}
+
+ferry_go_result ferry_go_cb_invoke(uint64_t id, uint64_t buffer, uint64_t value) {
+	ferry_go_result r = {{0, 0, 0}, 0, 0};
+	FerryPayload out = {0, 0};
+	r.status = ferry_callback_invoke(id, buffer, value, &out);
+	r.value = out.value;
+	if (r.status == FERRY_STATUS_OK && out.buffer != 0) {
+		/* The caller owns the result: claimed here, or (claimed by someone else, which only a
+		 * callback that hands over an id it does not own can cause) left alone and reported. */
+		r.status = ferry_buffer_claim(out.buffer, &r.view);
+	}
+	return r;
+}
+
+ferry_go_queue ferry_go_queue_new(void) {
+	ferry_go_queue r = {0, 0};
+	r.status = ferry_queue_new(&r.queue);
+	return r;
+}
+
+ferry_go_waited ferry_go_queue_wait(uint64_t queue, FerryCompletion *out, size_t cap, int64_t timeout_ns) {
+	ferry_go_waited r = {0, 0};
+	r.status = ferry_queue_wait(queue, out, cap, timeout_ns, &r.n);
+	return r;
+}
+
+uint32_t ferry_go_on_worker(void) {
+	uint32_t w = 0;
+	ferry_thread_is_worker(&w);
+	return w;
+}
