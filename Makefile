@@ -38,7 +38,7 @@ TEST_TARGETS := test-rust lint
 .DEFAULT_GOAL := all
 include $(sort $(wildcard mk/*.mk))
 
-.PHONY: all lib test test-rust lint header bench-rust bench-pages clean
+.PHONY: all lib test check test-rust lint header bench-rust bench-pages clean
 all: lib
 
 # The static and shared libraries (always rebuilt through cargo, which knows when they are stale),
@@ -83,6 +83,16 @@ bench-pages:
 test: $(TEST_TARGETS)
 	@echo "make test: $(TEST_TARGETS)"
 	@echo "suites: $(words $(TEST_TARGETS)) passed, 0 failed"
+
+# The quick loop (a minute or two, not a substitute for make test): Rust unit tests, the header and
+# status checks, formatting, the C programs plain (no valgrind, no ASan), and the Go tests once,
+# short, without -race.
+check: lib
+	$(CARGO) test --lib --test header --test statuses
+	$(CARGO) fmt --check
+	@$(MAKE) --no-print-directory c-tests-build
+	@C_TEST_TIMEOUT=$(C_TEST_TIMEOUT) C_TEST_LOGS=$(C_OUT)/logs c_tests/run.sh --mode plain $(C_PLAIN_BINS)
+	cd $(GO_DIR) && $(GO) vet ./... && $(GO) test -short -count=1 -timeout $(GO_TEST_TIMEOUT) ./...
 
 clean:
 	$(CARGO) clean

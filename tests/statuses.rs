@@ -1190,7 +1190,8 @@ fn every_function_that_issues_an_id_can_say_the_table_is_full() {
     // Not issuers: ferry_buffer_view, ferry_buffer_claim and ferry_region_view store an id the
     // caller already has; ferry_region_alloc's id is a slot of the region's own arena, whose end is
     // REGION_FULL.
-    let stores_no_table_id = ["ferry_buffer_view", "ferry_buffer_claim", "ferry_region_view", "ferry_region_alloc"];
+    let stores_no_table_id =
+        ["ferry_buffer_view", "ferry_buffer_claim", "ferry_region_view", "ferry_region_alloc"];
     let mut issuers = Vec::new();
     for (name, decl) in decls {
         let out_id = ["*view_out", "*id_out", "*queue_out", "*region_out"].iter().any(|p| decl.contains(p));
