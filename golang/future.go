@@ -176,6 +176,11 @@ func (f *Future) Wait() (Payload, error) {
 
 // outcome settles the Future once (adopting the result's buffer) and returns the outcome.
 func (f *Future) outcome() (Payload, error) {
+	// A value-only success is the same for every waiter and claims nothing: no lock. (f.c was
+	// written before the state became futDone, and the load of the state orders this read after.)
+	if f.state.Load() == futDone && f.c.status == StatusOK && f.c.buffer == 0 {
+		return Payload{Value: f.c.value}, nil
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.settled {
