@@ -35,6 +35,11 @@ type Buffer struct {
 	n       int
 	cleanup runtime.Cleanup
 	prof    *heapSample // the heap profile's record, set only if the Buffer was sampled (profile.go)
+	// scope is the Scope that owns the Buffer (nil for none), and sidx its index there (scope.go).
+	scope *Scope
+	sidx  int
+	// foreign is set for an adopted id: Close releases it at once (releaseNow).
+	foreign bool
 }
 
 const (
@@ -131,7 +136,9 @@ func Adopt(id uint64, ptr unsafe.Pointer, n int) (*Buffer, error) {
 		C.ferry_buffer_disclaim(C.uint64_t(id))
 		return nil, &Error{Status: StatusInvalidArgument, Msg: "Adopt: ptr and length do not match the id's view"}
 	}
-	return adoptView(r.view), nil
+	b := adoptView(r.view)
+	b.foreign = true
+	return b, nil
 }
 
 // AdoptID takes ownership of an id made elsewhere in the process and fetches its view (one
@@ -145,7 +152,9 @@ func AdoptID(id uint64) (*Buffer, error) {
 	if r.status != C.FERRY_STATUS_OK {
 		return nil, adoptErr(r.status)
 	}
-	return adoptView(r.view), nil
+	b := adoptView(r.view)
+	b.foreign = true
+	return b, nil
 }
 
 // adoptErr is the error of a failed claim: for INVALID_HANDLE it says both reasons.
@@ -304,6 +313,9 @@ func (b *Buffer) detach() (uint64, error) {
 	atomic.StorePointer(&b.ptr, nil)
 	untrack(b)
 	profileFree(b)
+	if b.scope != nil {
+		b.scope.forget(b)
+	}
 	runtime.KeepAlive(b)
 	return b.id, nil
 }
