@@ -46,8 +46,8 @@ type scopeRec struct {
 	cleanup runtime.Cleanup
 }
 
-// The Buffer structs of a scope are allocated in blocks that double from scopeFirstBlock to
-// scopeMaxBlock structs.
+// The Buffer structs of a scope are allocated in blocks as large as all before them together, from
+// scopeFirstBlock to scopeMaxBlock structs: a scope of 2^k Buffers (k >= 3) wastes none.
 const (
 	scopeFirstBlock = 8
 	scopeMaxBlock   = 64
@@ -146,9 +146,9 @@ func (s *Scope) adopt(v C.FerryView, foreign bool) (*Buffer, error) {
 		return nil, errScopeClosed
 	}
 	if len(s.blocks) == 0 || s.used == len(s.blocks[len(s.blocks)-1]) {
-		size := scopeFirstBlock
-		if k := len(s.blocks); k > 0 {
-			size = min(2*len(s.blocks[k-1]), scopeMaxBlock)
+		size := min(max(len(r.ids), scopeFirstBlock), scopeMaxBlock) // 8, 8, 16, 32, 64, 64, ...
+		if len(r.ids) == 0 {
+			r.ids = make([]uint64, 0, scopeMaxBlock)
 		}
 		s.blocks = append(s.blocks, make([]Buffer, size))
 		s.used = 0
