@@ -93,6 +93,12 @@ ferry_go_waited ferry_go_queue_wait(uint64_t queue, FerryCompletion *out, size_t
 	return r;
 }
 
+ferry_go_submitted ferry_go_submit_batch(uint64_t queue, const FerryJob *jobs, size_t n) {
+	ferry_go_submitted r = {0, 0};
+	r.status = ferry_async_submit_batch(queue, jobs, n, &r.accepted);
+	return r;
+}
+
 uint32_t ferry_go_on_worker(void) {
 	uint32_t w = 0;
 	ferry_thread_is_worker(&w);

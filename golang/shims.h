@@ -63,6 +63,14 @@ typedef struct {
 
 ferry_go_waited ferry_go_queue_wait(uint64_t queue, FerryCompletion *out, size_t cap, int64_t timeout_ns);
 
+/* ferry_async_submit_batch with the count of accepted jobs returned by value. */
+typedef struct {
+	size_t accepted;
+	FerryStatus status;
+} ferry_go_submitted;
+
+ferry_go_submitted ferry_go_submit_batch(uint64_t queue, const FerryJob *jobs, size_t n);
+
 /* 1 on one of the worker pool's threads, else 0. */
 uint32_t ferry_go_on_worker(void);
 
