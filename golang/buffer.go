@@ -263,8 +263,11 @@ func (b *Buffer) Share() (*Buffer, error) {
 // Close releases the buffer's id and stops its cleanup. Close can be called more than once, from
 // any goroutine; only the first call releases, and later calls return nil. If a View, CopyBytes,
 // ReadAt, WriteAt or WriteTo is running, the id is released when the last of them returns.
-// Slices obtained with Bytes are invalid once Close returns. Close returns an error only if ferry
-// refused the release, which means someone else released the id (an ownership bug).
+// Slices obtained with Bytes are invalid once Close returns. The id of a Buffer that ferry made
+// is released in a batch with others, without a crossing of its own (its bytes leave
+// TrackedBytes at once, and ReadStats and the limits flush the batch first); an adopted id is
+// released at once, and Close then returns an error if ferry refused the release, which means
+// someone else released the id (an ownership bug).
 func (b *Buffer) Close() error {
 	if b.state.CompareAndSwap(0, closedBit|releasedBit) {
 		// The common case, no lease and not closed yet: close and claim the release at once.

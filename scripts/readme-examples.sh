@@ -67,6 +67,7 @@ MOD
 echo "README Go example ran:" && sed 's/^/    /' "$out/go/output.txt"
 grep -qx 'hello from Rust memory' "$out/go/output.txt"
 grep -qx 'live ids after Close: 0' "$out/go/output.txt"
+grep -qx 'batch of 3 total 6' "$out/go/output.txt"
 
 # C: compiled with the same warnings as the C tests, linked with the static library.
 ${CC:-cc} -std=c11 -Wall -Wextra -Werror -I"$root/ffi" -o "$out/c/example" "$out/c/example1.c" \
