@@ -1,6 +1,10 @@
 package ferry
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/ferry/ferry/golang/internal/abitest"
+)
 
 // scopeBenchSize is how many Buffers a scope holds in the scope benchmarks before it is closed.
 const scopeBenchSize = 64
@@ -52,4 +56,15 @@ func BenchmarkRoundTripScopedParallel(b *testing.B) {
 		s.Close()
 		_ = n
 	})
+}
+
+// BenchmarkScopeFloor is the floor under BenchmarkScope in Rust: one crossing that makes a 64-byte
+// id and releases it (ferry_buffer_new and ferry_buffer_release from C), with no claim, no Buffer
+// and no accounting.
+func BenchmarkScopeFloor(b *testing.B) {
+	for range b.N {
+		if st := abitest.RawNewRelease(64); st != 0 {
+			b.Fatal(Status(st))
+		}
+	}
 }
