@@ -338,6 +338,7 @@ func openSamples() int {
 func TestReadStatsRightAfterClose(t *testing.T) {
 	base := mustStats(t)
 	b := mustNew(t, 12345)
+	closeArmed.Store(true) // no timer flushes before ReadStats (ReadStats' flush re-arms)
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -363,6 +364,7 @@ func TestLimitRefusalFlushesCloses(t *testing.T) {
 	collections0 := collections.Load()
 	for i := range 5 {
 		b := mustNew(t, hard-(1<<20))
+		closeArmed.Store(true) // no timer flushes: only the refused create's relief does
 		if err := b.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -372,5 +374,54 @@ func TestLimitRefusalFlushesCloses(t *testing.T) {
 	}
 	if n := collections.Load() - collections0; n != 0 {
 		t.Fatalf("%d collections: a refusal was relieved by collecting, not by flushing the closes", n)
+	}
+}
+
+// A close batch that nothing flushes goes to Rust by itself, closeDelay after the Close.
+func TestCloseBatchFlushesByTime(t *testing.T) {
+	if debugMode {
+		t.Skip("ferrydebug builds release at Close")
+	}
+	flushCloses()
+	before := abitest.LiveIDs()
+	b, c := mustNew(t, 100), mustNew(t, 100)
+	closeArmed.Store(true) // b's Close arms no timer
+	b.Close()
+	if closePending.Load() == 0 || abitest.LiveIDs() != before+2 {
+		t.Fatal("the Close did not join a close batch")
+	}
+	closeArmed.Store(false)
+	c.Close() // arms the timer
+	before += 2
+	waitFor(t, 10*time.Second, "the close batch released by its timer", func() bool {
+		return closePending.Load() == 0
+	})
+	if got := abitest.LiveIDs(); got > before-2 {
+		t.Fatalf("%d live ids after the timer's flush, want at most %d", got, before-2)
+	}
+}
+
+// A full close batch goes to Rust at once, without waiting for the timer.
+func TestCloseBatchFlushesByCount(t *testing.T) {
+	if debugMode {
+		t.Skip("ferrydebug builds release at Close")
+	}
+	flushCloses()
+	closeArmed.Store(true) // keep the timer out of it: no Close arms it now
+	defer flushCloses()
+	crossings := closeCrossings.Load()
+	const n = trackShards * closeBatch // some shard fills, wherever the Buffers lie
+	bufs := make([]*Buffer, n)
+	for i := range bufs {
+		bufs[i] = mustNew(t, 8)
+	}
+	for _, b := range bufs {
+		b.Close()
+	}
+	if got := closeCrossings.Load() - crossings; got < 1 {
+		t.Fatalf("%d closes made no crossing: no full batch was sent", n)
+	}
+	if p := closePending.Load(); p >= n {
+		t.Fatalf("%d of %d closed ids still pending", p, n)
 	}
 }

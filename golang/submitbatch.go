@@ -56,6 +56,7 @@ func (e *engine) submitBatch(ctx context.Context, reqs []Request) ([]*Future, er
 		}
 		futs[i] = f
 		r := &reqs[i]
+		f.mode = r.Result
 		var in uint64
 		if r.Input != nil {
 			in = r.Input.id

@@ -187,6 +187,14 @@ func Release(id uint64) uint32 {
 	return uint32(C.ferry_buffer_release(C.uint64_t(id)))
 }
 
+// LiveIDs returns the core's count of live ids, read straight from the C ABI (the ferry package's
+// ReadStats flushes its close batches first; this does not).
+func LiveIDs() uint64 {
+	var st C.FerryStats
+	C.ferry_stats_get(&st)
+	return uint64(st.live_ids)
+}
+
 // RawNewRelease makes an id of n bytes and releases it with two bare C ABI calls and no Buffer.
 // CallGoFromNoCallback calls a C function marked #cgo nocallback that calls back into Go: the Go
 // runtime panics ("function marked with #cgo nocallback called back into Go").
