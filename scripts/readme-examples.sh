@@ -84,12 +84,15 @@ grep -qx '42' "$out/python/output.txt"
 grep -qx 'live ids: 0' "$out/python/output.txt"
 
 # The new user, in $scratch: nothing from this shell's Go, cgo or pkg-config settings leaks in.
+# GODEBUG=goindex=0: the go command indexes the files of a module-cache package in the shared
+# build cache by module and version, as if a version never changed; every run serves v0.1.0 again
+# with this checkout's files, so a file added to golang/ since an earlier run would be missed.
 log="$out/new-user.log"
 start=$(date +%s)
 if ! env -u PKG_CONFIG_PATH -u GOPROXY -u GONOSUMDB -u GOPRIVATE -u GONOPROXY -u GOFLAGS \
         -u CGO_CPPFLAGS -u CGO_CFLAGS -u CGO_LDFLAGS -u CARGO_TARGET_DIR -u LD_LIBRARY_PATH \
         README_SCRATCH="$scratch" FERRY="$root" PREFIX="$scratch/prefix" \
-        GOMODCACHE="$scratch/gomodcache" GOFLAGS=-modcacherw GOWORK=off GOTOOLCHAIN=local \
+        GOMODCACHE="$scratch/gomodcache" GOFLAGS=-modcacherw GOWORK=off GOTOOLCHAIN=local GODEBUG=goindex=0 \
         bash -euo pipefail "$out/new-user.sh" > "$log" 2>&1; then
     echo "README new-user commands failed (script $out/new-user.sh, left in $scratch):" >&2
     tail -40 "$log" >&2
