@@ -15,7 +15,7 @@ func BenchmarkRoundTripResult(b *testing.B) {
 	for _, sz := range []struct {
 		name string
 		n    int
-	}{{"64B", 64}, {"256B", 256}, {"1KiB", 1 << 10}, {"4KiB", 4 << 10}} {
+	}{{"64B", 64}, {"256B", 256}, {"512B", 512}, {"1KiB", 1 << 10}, {"4KiB", 4 << 10}} {
 		src := filledBuffer(b, sz.n)
 		for _, m := range []struct {
 			name string
