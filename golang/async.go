@@ -28,6 +28,9 @@ type Request struct {
 	Input *Buffer
 	Arg   uint64
 	Value uint64
+	// Result says how a result buffer reaches Go: lent as a Buffer (ResultLend, the zero value),
+	// copied into Go memory (ResultInline), or either by size (ResultAuto). See ResultMode.
+	Result ResultMode
 }
 
 // Submit starts req on ferry's worker pool (started on first use) and returns its Future.

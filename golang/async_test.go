@@ -92,7 +92,7 @@ func TestEchoIsZeroCopyAndChecksumIsFNV1a(t *testing.T) {
 	if err != nil || p.Value != 9 || string(p.Buffer.Bytes()) != "hello from Go, hashed in Rust" {
 		t.Fatalf("%+v, %v", p, err)
 	}
-	if p2, err2 := f.Wait(); p2 != p || err2 != err {
+	if p2, err2 := f.Wait(); p2.Buffer != p.Buffer || p2.Value != p.Value || err2 != err {
 		t.Fatal("a second Wait must return the same outcome")
 	}
 	p.Buffer.Close()

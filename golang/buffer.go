@@ -35,6 +35,11 @@ type Buffer struct {
 	n       int
 	cleanup runtime.Cleanup
 	prof    *heapSample // the heap profile's record, set only if the Buffer was sampled (profile.go)
+	// scope is the Scope that owns the Buffer (nil for none), and sidx its index there (scope.go).
+	scope *Scope
+	sidx  int
+	// foreign is set for an adopted id: Close releases it at once (releaseNow).
+	foreign bool
 }
 
 const (
@@ -131,7 +136,9 @@ func Adopt(id uint64, ptr unsafe.Pointer, n int) (*Buffer, error) {
 		C.ferry_buffer_disclaim(C.uint64_t(id))
 		return nil, &Error{Status: StatusInvalidArgument, Msg: "Adopt: ptr and length do not match the id's view"}
 	}
-	return adoptView(r.view), nil
+	b := adoptView(r.view)
+	b.foreign = true
+	return b, nil
 }
 
 // AdoptID takes ownership of an id made elsewhere in the process and fetches its view (one
@@ -145,7 +152,9 @@ func AdoptID(id uint64) (*Buffer, error) {
 	if r.status != C.FERRY_STATUS_OK {
 		return nil, adoptErr(r.status)
 	}
-	return adoptView(r.view), nil
+	b := adoptView(r.view)
+	b.foreign = true
+	return b, nil
 }
 
 // adoptErr is the error of a failed claim: for INVALID_HANDLE it says both reasons.
@@ -254,8 +263,11 @@ func (b *Buffer) Share() (*Buffer, error) {
 // Close releases the buffer's id and stops its cleanup. Close can be called more than once, from
 // any goroutine; only the first call releases, and later calls return nil. If a View, CopyBytes,
 // ReadAt, WriteAt or WriteTo is running, the id is released when the last of them returns.
-// Slices obtained with Bytes are invalid once Close returns. Close returns an error only if ferry
-// refused the release, which means someone else released the id (an ownership bug).
+// Slices obtained with Bytes are invalid once Close returns. The id of a Buffer that ferry made
+// is released in a batch with others, without a crossing of its own (its bytes leave
+// TrackedBytes at once, and ReadStats and the limits flush the batch first); an adopted id is
+// released at once, and Close then returns an error if ferry refused the release, which means
+// someone else released the id (an ownership bug).
 func (b *Buffer) Close() error {
 	if b.state.CompareAndSwap(0, closedBit|releasedBit) {
 		// The common case, no lease and not closed yet: close and claim the release at once.
@@ -304,6 +316,9 @@ func (b *Buffer) detach() (uint64, error) {
 	atomic.StorePointer(&b.ptr, nil)
 	untrack(b)
 	profileFree(b)
+	if b.scope != nil {
+		b.scope.forget(b)
+	}
 	runtime.KeepAlive(b)
 	return b.id, nil
 }

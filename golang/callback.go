@@ -19,6 +19,9 @@ import (
 type Payload struct {
 	Buffer *Buffer
 	Value  uint64
+	// Data holds an async result's bytes when ferry copied them into Go memory instead of lending
+	// a Buffer (Request.Result); Buffer is nil then. It is nil everywhere else.
+	Data []byte
 }
 
 // CallbackFunc is a Go function that Rust, C or Go can call through ferry by callback id.

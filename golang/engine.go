@@ -43,6 +43,7 @@ type engine struct {
 	// Only the poller touches these.
 	late  []uint64
 	taken []uint64
+	in    inliner
 }
 
 var defEngine struct {
@@ -92,6 +93,8 @@ func (e *engine) poll() {
 	arr := (*C.FerryCompletion)(C.malloc(size * C.size_t(e.batch)))
 	defer C.free(unsafe.Pointer(arr))
 	items := unsafe.Slice(arr, e.batch)
+	e.in.init(e.batch)
+	defer e.in.free()
 	for {
 		r := C.ferry_go_queue_wait(C.uint64_t(e.queue), arr, C.size_t(e.batch), -1)
 		if r.status != C.FERRY_STATUS_OK {
@@ -114,11 +117,16 @@ func (e *engine) deliver(items []C.FerryCompletion) {
 		f := e.calls.take(tag)
 		if f != nil {
 			taken = append(taken, tag)
+			if f.mode != ResultLend && c.buffer != 0 && c.status == StatusOK {
+				e.in.want(i, f) // resolved after the batch's copy, below
+				continue
+			}
 		}
 		if (f == nil || !f.resolve(c)) && c.buffer != 0 {
 			late = append(late, c.buffer)
 		}
 	}
+	late = e.in.resolve(items, late)
 	if len(late) > 0 {
 		C.ferry_buffer_release_many((*C.uint64_t)(unsafe.Pointer(&late[0])), C.size_t(len(late)), nil)
 	}
@@ -172,6 +180,7 @@ func (e *engine) submit(ctx context.Context, req Request) (*Future, error) {
 		}
 		return nil, err
 	}
+	f.mode = req.Result
 	var st C.FerryStatus
 	for attempt := 0; ; attempt++ {
 		st = C.ferry_async_submit(C.uint64_t(e.queue), C.uint64_t(f.tag), C.uint32_t(req.Op), C.uint64_t(in),

@@ -17,9 +17,10 @@ import (
 // use, and every Wait returns the same outcome. When that outcome holds a Buffer, every Wait
 // returns the same *Buffer: it is closed once, by whichever goroutine the program makes its owner.
 type Future struct {
-	e   *engine
-	tag uint64
-	ctx context.Context
+	e    *engine
+	tag  uint64
+	ctx  context.Context
+	mode ResultMode
 	// state is futPending, futWaiting (ch is made and someone may block on it), futDone (c is
 	// set) or futCancelled (the context ended first; the consumer releases a late result).
 	state atomic.Uint32
@@ -49,6 +50,10 @@ const (
 type completion struct {
 	status        Status
 	buffer, value uint64
+	// data is the result's bytes, copied into Go memory in the delivery batch (inline.go); the
+	// buffer id is then released and buffer is 0.
+	data    []byte
+	inlined bool
 }
 
 // closedChan is returned by Done once the Future is settled.
@@ -178,7 +183,7 @@ func (f *Future) Wait() (Payload, error) {
 func (f *Future) outcome() (Payload, error) {
 	// A value-only success is the same for every waiter and claims nothing: no lock. (f.c was
 	// written before the state became futDone, and the load of the state orders this read after.)
-	if f.state.Load() == futDone && f.c.status == StatusOK && f.c.buffer == 0 {
+	if f.state.Load() == futDone && f.c.status == StatusOK && f.c.buffer == 0 && !f.c.inlined {
 		return Payload{Value: f.c.value}, nil
 	}
 	f.mu.Lock()
@@ -188,18 +193,28 @@ func (f *Future) outcome() (Payload, error) {
 		if f.state.Load() == futCancelled {
 			f.err = &cancelError{f.ctx.Err()}
 		} else {
-			f.out, f.err = f.c.payload()
+			f.out, f.err = f.c.payload(f.mode)
 		}
 	}
 	return f.out, f.err
 }
 
-// payload turns a completion into the caller's result, claiming its buffer id.
-func (c completion) payload() (Payload, error) {
+// payload turns a completion into the caller's result, claiming its buffer id, or copying and
+// releasing it for a result that mode wants in Go memory and the delivery batch did not copy.
+func (c completion) payload(mode ResultMode) (Payload, error) {
 	if c.status != StatusOK {
 		return Payload{}, resultErr(c.status, c.value)
 	}
 	out := Payload{Value: c.value}
+	if c.inlined {
+		out.Data = c.data
+		return out, nil
+	}
+	if c.buffer != 0 && mode == ResultInline {
+		data, err := copyOutAndRelease(c.buffer)
+		out.Data = data
+		return out, err
+	}
 	if c.buffer != 0 {
 		r := C.ferry_go_claim(C.uint64_t(c.buffer))
 		if r.status != C.FERRY_STATUS_OK {

@@ -83,6 +83,7 @@ func setCoreLimit(hard int64) {
 
 // coreLiveBytes returns the core's live bytes (every id in the process, each allocation once).
 func coreLiveBytes() int64 {
+	flushCloses()
 	var c C.FerryStats
 	if abiErr != nil || C.ferry_stats_get(&c) != C.FERRY_STATUS_OK {
 		return trackedBytes()
@@ -296,6 +297,7 @@ func collect() {
 		}
 	}
 	flushReleases()
+	flushCloses()
 	// A batch that a cleanup or the release timer took from the queue may still be on its way to
 	// Rust: wait for it too, so that what is tracked now is what the collection left.
 	for releasesInFlight.Load() > 0 && time.Now().Before(deadline) {
@@ -337,6 +339,9 @@ func relieve(attempt, n int) bool {
 	hard := hardLimit.Load()
 	if attempt >= relieveAttempts || (hard > 0 && int64(n) > hard) {
 		return false
+	}
+	if flushCloses() > 0 {
+		return true // closed Buffers held the bytes: retry before collecting
 	}
 	assist()
 	return true

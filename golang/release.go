@@ -37,9 +37,20 @@ var (
 	releasesInFlight atomic.Int64
 )
 
-// releaseNow releases b's id for Close and stops counting its bytes.
+// releaseNow releases b's id for Close and stops counting its bytes. The id of a Buffer that
+// ferry made joins a close batch (releasebatch.go); an adopted id, which foreign code also knew,
+// is released at once, so that Close reports an id released behind the Buffer's back.
 func releaseNow(b *Buffer) error {
-	err := statusErr(C.ferry_buffer_release(C.uint64_t(b.id)))
+	if b.scope != nil {
+		b.scope.forget(b)
+	}
+	var err error
+	if b.foreign {
+		err = statusErr(C.ferry_buffer_release(C.uint64_t(b.id)))
+	} else {
+		err = releaseClosed(b)
+	}
+	// After the id is in a close batch: a budget refresh that the untrack starts flushes it.
 	untrack(b)
 	profileFree(b)
 	return err
@@ -53,6 +64,12 @@ func releaseFromCleanup(a cleanupArg) {
 	relq.mu.Lock()
 	relq.ids = append(relq.ids, a.id)
 	relq.bytes += a.n
+	queuedLocked()
+}
+
+// queuedLocked sends the queue to Rust if it is full (or in a ferrydebug build), else makes sure
+// the timer will; relq.mu must be held, and queuedLocked unlocks it.
+func queuedLocked() {
 	if len(relq.ids) >= releaseBatch || debugMode {
 		ids, n := takeQueue()
 		relq.mu.Unlock()

@@ -2,6 +2,8 @@
 
 #include "shims.h"
 
+#include <string.h>
+
 #include "_cgo_export.h"
 
 static ferry_go_made claim_made(FerryStatus st, FerryView v) {
@@ -91,6 +93,36 @@ ferry_go_waited ferry_go_queue_wait(uint64_t queue, FerryCompletion *out, size_t
 	ferry_go_waited r = {0, 0};
 	r.status = ferry_queue_wait(queue, out, cap, timeout_ns, &r.n);
 	return r;
+}
+
+ferry_go_submitted ferry_go_submit_batch(uint64_t queue, const FerryJob *jobs, size_t n) {
+	ferry_go_submitted r = {0, 0};
+	r.status = ferry_async_submit_batch(queue, jobs, n, &r.accepted);
+	return r;
+}
+
+void ferry_go_inline(const uint64_t *ids, size_t n, size_t slot, uint8_t *arena, size_t *lens) {
+	uint64_t done[64];
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		FerryView v = {0, 0, 0};
+		if (ferry_buffer_view(ids[i], &v) != FERRY_STATUS_OK || v.len > slot) {
+			lens[i] = SIZE_MAX;
+			continue;
+		}
+		if (v.len > 0) {
+			memcpy(arena + i * slot, v.ptr, v.len);
+		}
+		lens[i] = v.len;
+		done[k++] = ids[i];
+		if (k == sizeof done / sizeof done[0]) {
+			ferry_buffer_release_many(done, k, NULL);
+			k = 0;
+		}
+	}
+	if (k > 0) {
+		ferry_buffer_release_many(done, k, NULL);
+	}
 }
 
 uint32_t ferry_go_on_worker(void) {

@@ -63,6 +63,19 @@ typedef struct {
 
 ferry_go_waited ferry_go_queue_wait(uint64_t queue, FerryCompletion *out, size_t cap, int64_t timeout_ns);
 
+/* ferry_async_submit_batch with the count of accepted jobs returned by value. */
+typedef struct {
+	size_t accepted;
+	FerryStatus status;
+} ferry_go_submitted;
+
+ferry_go_submitted ferry_go_submit_batch(uint64_t queue, const FerryJob *jobs, size_t n);
+
+/* Inline small results (inline.go): for each of the n ids, a view of at most `slot` bytes is
+ * copied to arena + i*slot, its length stored in lens[i] and the id released (all such ids in
+ * batched releases); any other id is left alone, with lens[i] = SIZE_MAX. */
+void ferry_go_inline(const uint64_t *ids, size_t n, size_t slot, uint8_t *arena, size_t *lens);
+
 /* 1 on one of the worker pool's threads, else 0. */
 uint32_t ferry_go_on_worker(void);
 

@@ -62,6 +62,7 @@ func ReadStats() (Stats, error) {
 	}
 	ensureConfig()
 	src, budget, bsrc, rtLimit := budgetStats()
+	flushCloses() // the core's figures count the ids of closed Buffers only once they are released
 	var c C.FerryStats
 	if err := statusErr(C.ferry_stats_get(&c)); err != nil {
 		return Stats{}, err

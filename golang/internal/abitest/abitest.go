@@ -109,6 +109,12 @@ static FerryStatus abitest_poll_count(uint64_t queue, size_t batch, uint64_t n) 
 }
 
 extern void abitestSink(uintptr_t key, FerryCompletion *items, size_t n);
+extern void abitestNoop(void);
+
+// A C function that calls Go, wrongly marked nocallback (below): calling it must panic, which shows
+// that the ferry package's nocallback marks are enforced, not decoration.
+#cgo nocallback abitest_calls_go_marked
+static void abitest_calls_go_marked(void) { abitestNoop(); }
 
 static void abitest_sink(void *user_data, const FerryCompletion *items, size_t n) {
 	abitestSink((uintptr_t)user_data, (FerryCompletion *)items, n);
@@ -181,7 +187,19 @@ func Release(id uint64) uint32 {
 	return uint32(C.ferry_buffer_release(C.uint64_t(id)))
 }
 
+// LiveIDs returns the core's count of live ids, read straight from the C ABI (the ferry package's
+// ReadStats flushes its close batches first; this does not).
+func LiveIDs() uint64 {
+	var st C.FerryStats
+	C.ferry_stats_get(&st)
+	return uint64(st.live_ids)
+}
+
 // RawNewRelease makes an id of n bytes and releases it with two bare C ABI calls and no Buffer.
+// CallGoFromNoCallback calls a C function marked #cgo nocallback that calls back into Go: the Go
+// runtime panics ("function marked with #cgo nocallback called back into Go").
+func CallGoFromNoCallback() { C.abitest_calls_go_marked() }
+
 func RawNewRelease(n int) uint32 {
 	return uint32(C.abitest_raw_new_release(C.size_t(n)))
 }
