@@ -184,8 +184,14 @@ static void configure_checks_at_once_and_applies_at_the_next_start(void) {
     FerryCompletion c[16];
     CHECK_EQ(drain(q, c, 1), 1);
     CHECK_STATUS(c[0].status, FERRY_STATUS_OK);
+    /* The stat counts worker threads that have begun running: the second may still be starting
+     * after the first ran the echo, so wait for it (at most 30 s). */
     FerryCallbackStats s;
-    CHECK_STATUS(ferry_callback_stats(&s), FERRY_STATUS_OK);
+    for (int i = 0; i < 30000; i++) {
+        CHECK_STATUS(ferry_callback_stats(&s), FERRY_STATUS_OK);
+        if (s.workers >= 2) break;
+        pause_1ms();
+    }
     CHECK_EQ(s.workers, 2);
 
     /* A queue capacity of 1 for the next start: the running pool still takes 16 jobs at once. */
