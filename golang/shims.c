@@ -48,6 +48,22 @@ ferry_go_made ferry_go_claim(uint64_t id) {
 	return r;
 }
 
+ferry_go_read_result ferry_go_read(uint64_t id, uint8_t *dst, size_t cap) {
+	ferry_go_read_result r = {0, 0};
+	FerryView v = {0, 0, 0};
+	r.status = ferry_buffer_view(id, &v);
+	if (r.status != FERRY_STATUS_OK) {
+		return r;
+	}
+	r.len = v.len;
+	size_t n = v.len < cap ? v.len : cap;
+	if (n > 0) {
+		/* Released in between: INVALID_HANDLE, and dst is untouched. */
+		r.status = ferry_buffer_copy_out(id, 0, dst, n);
+	}
+	return r;
+}
+
 /* What ferry calls for a Go callback: the exported Go trampoline (trampoline.go), with the key
  * turned back into an integer before Go sees it. A buffer the callback hands over was its Go
  * Buffer's, claimed: it passes to the caller unclaimed, so that the caller (Go's Invoke included)

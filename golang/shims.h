@@ -29,6 +29,14 @@ ferry_go_made ferry_go_share(uint64_t id);
 ferry_go_made ferry_go_slice(uint64_t id, size_t off, size_t len);
 ferry_go_made ferry_go_claim(uint64_t id);
 
+/* ReadID's one crossing: the length of id's buffer, and min(len, cap) of its bytes copied into dst
+ * (ferry_buffer_copy_out holds the buffer while it copies). The id stays its owner's. */
+typedef struct {
+	size_t len;
+	FerryStatus status;
+} ferry_go_read_result;
+ferry_go_read_result ferry_go_read(uint64_t id, uint8_t *dst, size_t cap);
+
 /* Callbacks. ferry_go_cb_register registers the Go function under `key` (the callback's user
  * data is the key itself, an integer: no Go pointer crosses). */
 typedef struct {
