@@ -14,7 +14,10 @@ func waitLive(t *testing.T, want uint64, timeout time.Duration) Stats {
 	deadline := time.Now().Add(timeout)
 	for {
 		st := mustStats(t)
-		if st.LiveIDs == want {
+		// With no id left, wait for the bytes too: a release removes the id first and frees the
+		// memory after (on the releasing thread, or when the last reference goes), so a read in
+		// between sees no ids and some bytes.
+		if st.LiveIDs == want && (want != 0 || st.LiveBytes == 0) {
 			return st
 		}
 		if time.Now().After(deadline) {
