@@ -607,7 +607,27 @@ pub extern "C" fn ferry_callback_abandon(detail: u64) -> FerryStatus {
             std::thread::park();
         }
     }
+    unpoison_abandoned_frames();
     st
+}
+
+/// Under AddressSanitizer, clears the poison of this thread's stack above the current frame, where
+/// the abandoned frames are: their redzones would otherwise stay poisoned, and later calls that
+/// reuse that stack (the next cgo call on the thread) would be reported as overflows, as after a
+/// longjmp, which ASan handles the same way. Only a sanitized build has the function, so it is
+/// looked up at run time (once: the result is kept); elsewhere this does nothing.
+fn unpoison_abandoned_frames() {
+    static NO_RETURN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let f = *NO_RETURN.get_or_init(|| {
+        // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks the symbol up.
+        unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__asan_handle_no_return".as_ptr()) as usize }
+    });
+    if f != 0 {
+        // SAFETY: the symbol is ASan's `void __asan_handle_no_return(void)`, which only rewrites
+        // the shadow of this thread's stack.
+        let handle_no_return: extern "C" fn() = unsafe { std::mem::transmute(f) };
+        handle_no_return();
+    }
 }
 
 /// Stores the callback machinery's counters in `*stats_out`. Errors: NULL_POINTER.
