@@ -74,20 +74,30 @@ func (b *Buffer) data() []byte {
 // When the live-byte limit refuses the create, New collects garbage (so cleanups release the ids of
 // unreachable Buffers) and retries a few times before it returns an error matching ErrLimitReached.
 func New(n int) (*Buffer, error) {
+	v, err := newView(n)
+	if err != nil {
+		return nil, err
+	}
+	return adoptView(v), nil
+}
+
+// newView makes and claims a zeroed buffer of n bytes, collecting and retrying while the live-byte
+// limit refuses it: the Rust side of New and Scope.New.
+func newView(n int) (C.FerryView, error) {
 	if abiErr != nil {
-		return nil, abiErr
+		return C.FerryView{}, abiErr
 	}
 	if n < 0 {
-		return nil, &Error{Status: StatusInvalidArgument, Msg: "negative buffer length"}
+		return C.FerryView{}, &Error{Status: StatusInvalidArgument, Msg: "negative buffer length"}
 	}
 	ensureConfig()
 	for attempt := 0; ; attempt++ {
 		r := C.ferry_go_new(C.size_t(n))
 		if r.status == C.FERRY_STATUS_OK {
-			return adoptView(r.view), nil
+			return r.view, nil
 		}
 		if r.status != C.FERRY_STATUS_LIMIT_REACHED || !relieve(attempt, n) {
-			return nil, statusErr(r.status)
+			return C.FerryView{}, statusErr(r.status)
 		}
 	}
 }
@@ -95,18 +105,29 @@ func New(n int) (*Buffer, error) {
 // Copy returns a buffer in Rust memory holding a copy of p. ferry does not keep p.
 // Like New, it collects and retries when the live-byte limit refuses the create.
 func Copy(p []byte) (*Buffer, error) {
+	v, err := copyView(p)
+	if err != nil {
+		return nil, err
+	}
+	return adoptView(v), nil
+}
+
+// copyView makes and claims a buffer holding a copy of p, collecting and retrying while the
+// live-byte limit refuses it: the Rust side of Copy and Scope.Copy. p does not escape (the C
+// function is marked noescape).
+func copyView(p []byte) (C.FerryView, error) {
 	if abiErr != nil {
-		return nil, abiErr
+		return C.FerryView{}, abiErr
 	}
 	ensureConfig()
 	for attempt := 0; ; attempt++ {
 		r := C.ferry_go_copy((*C.uint8_t)(unsafe.SliceData(p)), C.size_t(len(p)))
 		runtime.KeepAlive(p)
 		if r.status == C.FERRY_STATUS_OK {
-			return adoptView(r.view), nil
+			return r.view, nil
 		}
 		if r.status != C.FERRY_STATUS_LIMIT_REACHED || !relieve(attempt, len(p)) {
-			return nil, statusErr(r.status)
+			return C.FerryView{}, statusErr(r.status)
 		}
 	}
 }

@@ -65,41 +65,21 @@ func NewScope() *Scope {
 // New returns a zeroed buffer of n bytes in Rust memory, owned by the scope. Errors are as for the
 // package's New, and one matching ErrClosed after the scope is closed.
 func (s *Scope) New(n int) (*Buffer, error) {
-	if abiErr != nil {
-		return nil, abiErr
+	v, err := newView(n)
+	if err != nil {
+		return nil, err
 	}
-	if n < 0 {
-		return nil, &Error{Status: StatusInvalidArgument, Msg: "negative buffer length"}
-	}
-	ensureConfig()
-	for attempt := 0; ; attempt++ {
-		r := C.ferry_go_new(C.size_t(n))
-		if r.status == C.FERRY_STATUS_OK {
-			return s.adopt(r.view, false)
-		}
-		if r.status != C.FERRY_STATUS_LIMIT_REACHED || !relieve(attempt, n) {
-			return nil, statusErr(r.status)
-		}
-	}
+	return s.adopt(v, false)
 }
 
 // Copy returns a buffer in Rust memory holding a copy of p, owned by the scope. ferry does not
 // keep p. Errors are as for New.
 func (s *Scope) Copy(p []byte) (*Buffer, error) {
-	if abiErr != nil {
-		return nil, abiErr
+	v, err := copyView(p)
+	if err != nil {
+		return nil, err
 	}
-	ensureConfig()
-	for attempt := 0; ; attempt++ {
-		r := C.ferry_go_copy((*C.uint8_t)(unsafe.SliceData(p)), C.size_t(len(p)))
-		runtime.KeepAlive(p)
-		if r.status == C.FERRY_STATUS_OK {
-			return s.adopt(r.view, false)
-		}
-		if r.status != C.FERRY_STATUS_LIMIT_REACHED || !relieve(attempt, len(p)) {
-			return nil, statusErr(r.status)
-		}
-	}
+	return s.adopt(v, false)
 }
 
 // Adopt takes ownership of an id made elsewhere in the process, as the package's Adopt does, for
