@@ -188,11 +188,7 @@ func (e *engine) submit(ctx context.Context, req Request) (*Future, error) {
 		if st != C.FERRY_STATUS_QUEUE_FULL || ctx.Err() != nil {
 			break
 		}
-		if attempt < 8 {
-			runtime.Gosched()
-		} else {
-			time.Sleep(50 * time.Microsecond)
-		}
+		queueFullBackoff(attempt)
 	}
 	if req.Input != nil {
 		req.Input.unlease()
@@ -221,5 +217,15 @@ func (e *engine) close() {
 	<-e.exited
 	for _, f := range e.calls.drain() {
 		f.resolve(completion{status: StatusClosed})
+	}
+}
+
+// queueFullBackoff waits before a submit refused with QUEUE_FULL is tried again: a yield for the
+// first attempts, then 50 µs sleeps.
+func queueFullBackoff(attempt int) {
+	if attempt < 8 {
+		runtime.Gosched()
+	} else {
+		time.Sleep(50 * time.Microsecond)
 	}
 }

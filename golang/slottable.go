@@ -88,20 +88,26 @@ func (t *slotTable[T]) add(v *T) uint64 {
 	return key
 }
 
-// get returns the value stored under key, or nil.
-func (t *slotTable[T]) get(key uint64) *T {
+// find returns the entry of key and the value stored under it, or nil for the value.
+func (t *slotTable[T]) find(key uint64) (*slotEntry[T], *T) {
 	slot := slotOf(key)
 	if slot < 0 {
-		return nil
+		return nil, nil
 	}
 	e := t.entry(slot)
 	if e == nil || e.key.Load() != key {
-		return nil
+		return nil, nil
 	}
 	v := e.val.Load()
 	if e.key.Load() != key {
-		return nil
+		return nil, nil
 	}
+	return e, v
+}
+
+// get returns the value stored under key, or nil.
+func (t *slotTable[T]) get(key uint64) *T {
+	_, v := t.find(key)
 	return v
 }
 
@@ -109,16 +115,8 @@ func (t *slotTable[T]) get(key uint64) *T {
 // or taken already: of several concurrent takes of one key, exactly one gets the value). The slot
 // stays reserved until recycle.
 func (t *slotTable[T]) take(key uint64) *T {
-	slot := slotOf(key)
-	if slot < 0 {
-		return nil
-	}
-	e := t.entry(slot)
-	if e == nil || e.key.Load() != key {
-		return nil
-	}
-	v := e.val.Load()
-	if v == nil || e.key.Load() != key || !e.val.CompareAndSwap(v, nil) {
+	e, v := t.find(key)
+	if v == nil || !e.val.CompareAndSwap(v, nil) {
 		return nil
 	}
 	e.key.Store(0)

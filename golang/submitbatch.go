@@ -8,7 +8,6 @@ import "C"
 import (
 	"context"
 	"runtime"
-	"time"
 	"unsafe"
 )
 
@@ -73,11 +72,7 @@ func (e *engine) submitBatch(ctx context.Context, reqs []Request) ([]*Future, er
 		if st != C.FERRY_STATUS_QUEUE_FULL || ctx.Err() != nil {
 			break
 		}
-		if attempt < 8 {
-			runtime.Gosched()
-		} else {
-			time.Sleep(50 * time.Microsecond)
-		}
+		queueFullBackoff(attempt)
 	}
 	runtime.KeepAlive(jobs)
 	if done == len(jobs) {
