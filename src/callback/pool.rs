@@ -261,7 +261,7 @@ pub fn spawn(
 
 fn enqueue(queue: u64, tag: u64, work: Work) -> Result<(), CallError> {
     let done = Completer::on(queue::get(queue)?, tag)?;
-    let (n, r) = push_jobs(vec![Job { work, done }]);
+    let (n, r) = push_jobs(std::iter::once(Job { work, done }));
     debug_assert!(n == 1 || r.is_err());
     r
 }
@@ -299,7 +299,7 @@ pub fn submit_batch(
 /// Queues `jobs` in order under one lock, until one is refused; wakes as many sleeping workers as
 /// there are new jobs. Returns how many were queued and the refusal, if any (the refused job and
 /// those after it give their tags up without a completion).
-fn push_jobs(jobs: Vec<Job>) -> (usize, Result<(), CallError>) {
+fn push_jobs(jobs: impl IntoIterator<Item = Job>) -> (usize, Result<(), CallError>) {
     let nested = on_worker();
     let mut st = POOL.state.lock();
     let mut pushed = 0;
