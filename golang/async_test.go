@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/ferry/ferry/golang/internal/abitest"
 )
@@ -446,4 +447,27 @@ func TestNewFutureForDownstreamWork(t *testing.T) {
 		t.Fatal(Status(st))
 	}
 	waitLive(t, base.LiveIDs, 5*time.Second)
+}
+
+// TestFutureStaysSmall: every submit allocates a Future, so its size is a per-call cost; what only
+// some calls need lives in futureExtra, made on first use.
+func TestFutureStaysSmall(t *testing.T) {
+	if n := unsafe.Sizeof(Future{}); n > 112 {
+		t.Fatalf("Future is %d bytes, over the 112-byte size class: move the new field to futureExtra", n)
+	}
+	e, err := newEngine(pollBatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.close()
+	f, err := e.submit(context.Background(), Request{Op: OpEcho, Value: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := f.Wait(); err != nil || p.Value != 7 {
+		t.Fatalf("Wait = %+v, %v", p, err)
+	}
+	if f.x.Load() != nil {
+		t.Fatal("a value-only success made the Future's extra part")
+	}
 }
