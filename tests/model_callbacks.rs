@@ -645,8 +645,11 @@ impl Model {
     }
 
     /// Checks one completion taken from queue `i` and ends what it completes. A tag may be in flight
-    /// twice (resubmitted once its job ended, before the model saw its completion), and the two
-    /// completions may come in either order: the completion must match one of them.
+    /// twice (resubmitted once its job ended, before the model saw its completion). ferry queues a
+    /// job's completion before its tag is free again, so the completions of one tag come in the
+    /// order the jobs were accepted: the completion must be the oldest job's. (When it could be
+    /// either's, a newer job's CLOSED taken for the older job's left the older one's real result
+    /// matching nothing.)
     fn complete(&mut self, i: usize, c: &FerryCompletion) {
         let q = &self.queues[i];
         let all = q.inflight.get(&c.tag).unwrap_or_else(|| {
@@ -655,11 +658,11 @@ impl Model {
                 c.tag, q.id
             )
         });
-        let k = all
-            .iter()
-            .position(|e| accepts(e, c))
-            .unwrap_or_else(|| panic!("completion {c:?} matches nothing in flight with its tag: {all:?}"));
-        let e = self.queues[i].inflight.get_mut(&c.tag).expect("found").remove(k);
+        assert!(
+            accepts(&all[0], c),
+            "completion {c:?} is not that of the oldest job in flight with its tag: {all:?}"
+        );
+        let e = self.queues[i].inflight.get_mut(&c.tag).expect("found").remove(0);
         if self.queues[i].inflight[&c.tag].is_empty() {
             self.queues[i].inflight.remove(&c.tag);
         }

@@ -114,22 +114,44 @@ impl CompletionQueue {
     /// Appends completions and wakes the consumer if it sleeps. On a closed queue the completions
     /// are discarded (their buffer ids released) and `Err(Closed)` is returned.
     pub fn push_many(&self, cs: impl IntoIterator<Item = Completion>) -> Result<(), CallError> {
+        let appended = self.append(cs);
+        self.after_append(appended)
+    }
+
+    /// Appends `cs` under the state lock; reports whether a waiter is to be woken, or gives `cs`
+    /// back if the queue is closed. [`CompletionQueue::after_append`] does the rest once every
+    /// ferry lock is let go.
+    fn append<I: IntoIterator<Item = Completion>>(&self, cs: I) -> Result<bool, I> {
         let mut st = self.state.lock();
         if st.closed {
-            drop(st);
-            cs.into_iter().for_each(Completion::discard);
-            return Err(CallError::Closed);
+            return Err(cs);
         }
         st.items.extend(cs);
         let wake = st.waiters > st.signaled;
         if wake {
             st.signaled += 1;
         }
-        drop(st);
-        if wake {
-            self.cv.notify_one();
+        Ok(wake)
+    }
+
+    /// Wakes a waiter, or discards what a closed queue refused (releasing buffer ids may run
+    /// release functions, hence no lock held).
+    fn after_append<I: IntoIterator<Item = Completion>>(
+        &self,
+        appended: Result<bool, I>,
+    ) -> Result<(), CallError> {
+        match appended {
+            Ok(wake) => {
+                if wake {
+                    self.cv.notify_one();
+                }
+                Ok(())
+            }
+            Err(cs) => {
+                cs.into_iter().for_each(Completion::discard);
+                Err(CallError::Closed)
+            }
         }
-        Ok(())
     }
 
     /// Appends one completion; see [`CompletionQueue::push_many`].
@@ -245,6 +267,19 @@ impl CompletionQueue {
         }
     }
 
+    /// Ends `c`'s tag and queues `c` in one step under the in-flight lock (taken before the state
+    /// lock, as in `begin`): a new job under the same tag is accepted only once `c` is queued, so
+    /// the completions of two jobs under one tag arrive in the order the jobs were accepted.
+    fn end_with(&self, c: Completion) -> Result<(), CallError> {
+        let mut m = self.inflight.lock();
+        if m.remove(&c.tag).is_some() {
+            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        }
+        let appended = self.append(std::iter::once(c));
+        drop(m);
+        self.after_append(appended)
+    }
+
     /// Jobs and completers in flight on this queue.
     pub fn in_flight(&self) -> usize {
         self.inflight.lock().len()
@@ -346,8 +381,7 @@ impl Completer {
 
     fn finish(&mut self, result: Result<Payload, CallError>) {
         self.done = true;
-        self.queue.end(self.tag);
-        let _ = self.queue.push(Completion { tag: self.tag, result });
+        let _ = self.queue.end_with(Completion { tag: self.tag, result });
     }
 }
 
@@ -491,6 +525,36 @@ mod tests {
 
     fn ok(tag: u64, value: u64) -> Completion {
         Completion { tag, result: Ok(Payload { buffer: 0, value }) }
+    }
+
+    /// A tag is free for a new job only once its completion is queued, so the completions of two
+    /// jobs under one tag arrive in the order the jobs were accepted (the callback model test saw
+    /// a newer job's CLOSED before the older job's result: the tag ended before its push).
+    #[test]
+    fn a_tag_is_free_again_only_once_its_completion_is_queued() {
+        let id = create().unwrap();
+        let q = get(id).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<(Completer, u64)>();
+        let finisher = std::thread::spawn(move || {
+            for (c, round) in rx {
+                c.complete(Ok(Payload { buffer: 0, value: round }));
+            }
+        });
+        for round in 0..2_000u64 {
+            tx.send((Completer::on(q.clone(), 7).unwrap(), round)).unwrap();
+            let second = loop {
+                if let Ok(c) = Completer::on(q.clone(), 7) {
+                    break c;
+                }
+                std::thread::yield_now();
+            };
+            assert_eq!(q.len(), 1, "round {round}: tag 7 was free before its completion was queued");
+            second.forget();
+            assert_eq!(q.wait(4, None).unwrap().len(), 1);
+        }
+        drop(tx);
+        finisher.join().unwrap();
+        close(id).unwrap();
     }
 
     #[test]
