@@ -524,6 +524,9 @@ FerryStatus ferry_queue_post(uint64_t queue, const FerryCompletion *items, size_
 // call, or the pool is shutting down), QUEUE_FULL (try again later), ALLOC_FAILED (the pool could
 // not start a worker thread it needed), WOULD_DEADLOCK (see below).
 //
+// A tag is in flight from the submit until its completion is queued; it may then be used again,
+// even before that completion is taken, and the completions of one tag arrive in submit order.
+//
 // Called on a worker thread (from a callback that FERRY_OP_CALL runs) while no worker is free, the
 // submit starts an extra worker, so a callback may submit work and wait for it without starving
 // the pool; extras exit once the queue is empty. When the pool already runs its most workers (its
