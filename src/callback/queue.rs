@@ -69,6 +69,9 @@ type TagMap = HashMap<u64, Arc<JobCtl>, BuildHasherDefault<TagHasher>>;
 #[derive(Default)]
 struct JobCtl {
     cancelled: AtomicBool,
+    /// Set, under the state lock, once the job's completion is queued: from then on its tag may
+    /// be taken by a new job (see `begin`), and the entry goes when its finisher removes it.
+    queued: AtomicBool,
 }
 
 struct State {
@@ -114,19 +117,23 @@ impl CompletionQueue {
     /// Appends completions and wakes the consumer if it sleeps. On a closed queue the completions
     /// are discarded (their buffer ids released) and `Err(Closed)` is returned.
     pub fn push_many(&self, cs: impl IntoIterator<Item = Completion>) -> Result<(), CallError> {
-        let appended = self.append(cs);
+        let appended = self.append(cs, None);
         self.after_append(appended)
     }
 
-    /// Appends `cs` under the state lock; reports whether a waiter is to be woken, or gives `cs`
-    /// back if the queue is closed. [`CompletionQueue::after_append`] does the rest once every
-    /// ferry lock is let go.
-    fn append<I: IntoIterator<Item = Completion>>(&self, cs: I) -> Result<bool, I> {
+    /// Appends `cs` under the state lock, and marks `job` queued there; reports whether a waiter is
+    /// to be woken, or gives `cs` back if the queue is closed. [`CompletionQueue::after_append`]
+    /// does the rest once every ferry lock is let go.
+    fn append<I: IntoIterator<Item = Completion>>(&self, cs: I, job: Option<&JobCtl>) -> Result<bool, I> {
         let mut st = self.state.lock();
         if st.closed {
             return Err(cs);
         }
         st.items.extend(cs);
+        if let Some(j) = job {
+            // Under the state lock: whoever takes the completion (under that lock) sees the mark.
+            j.queued.store(true, Ordering::Release);
+        }
         let wake = st.waiters > st.signaled;
         if wake {
             st.signaled += 1;
@@ -252,31 +259,36 @@ impl CompletionQueue {
         if self.state.lock().closed {
             return Err(CallError::Closed);
         }
-        if m.contains_key(&tag) {
+        // A tag is free once its job's completion is queued, even if the finisher has not removed
+        // the entry yet (a consumer may take the completion and submit the tag again at once).
+        if m.get(&tag).is_some_and(|j| !j.queued.load(Ordering::Acquire)) {
             return Err(CallError::InvalidArgument);
         }
-        m.insert(tag, ctl.clone());
+        let replaced = m.insert(tag, ctl.clone()).is_some();
         drop(m);
-        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        if !replaced {
+            IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(ctl)
     }
 
-    fn end(&self, tag: u64) {
-        if self.inflight.lock().remove(&tag).is_some() {
+    /// Removes `job`'s entry under `tag`, unless a new job has taken the tag since.
+    fn end(&self, tag: u64, job: &Arc<JobCtl>) {
+        let mut m = self.inflight.lock();
+        if m.get(&tag).is_some_and(|j| Arc::ptr_eq(j, job)) {
+            m.remove(&tag);
+            drop(m);
             IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
-    /// Ends `c`'s tag and queues `c` in one step under the in-flight lock (taken before the state
-    /// lock, as in `begin`): a new job under the same tag is accepted only once `c` is queued, so
-    /// the completions of two jobs under one tag arrive in the order the jobs were accepted.
-    fn end_with(&self, c: Completion) -> Result<(), CallError> {
-        let mut m = self.inflight.lock();
-        if m.remove(&c.tag).is_some() {
-            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-        }
-        let appended = self.append(std::iter::once(c));
-        drop(m);
+    /// Queues `c`, the completion of `job`, then ends its tag. The tag is free for a new job only
+    /// once `c` is queued (`begin` reads the mark `append` sets), so the completions of two jobs
+    /// under one tag arrive in the order the jobs were accepted.
+    fn end_with(&self, c: Completion, job: &Arc<JobCtl>) -> Result<(), CallError> {
+        let tag = c.tag;
+        let appended = self.append(std::iter::once(c), Some(job));
+        self.end(tag, job);
         self.after_append(appended)
     }
 
@@ -376,12 +388,12 @@ impl Completer {
     /// Gives the tag up without a completion, for a submit that failed after the Completer was made.
     pub(crate) fn forget(mut self) {
         self.done = true;
-        self.queue.end(self.tag);
+        self.queue.end(self.tag, &self.ctl);
     }
 
     fn finish(&mut self, result: Result<Payload, CallError>) {
         self.done = true;
-        let _ = self.queue.end_with(Completion { tag: self.tag, result });
+        let _ = self.queue.end_with(Completion { tag: self.tag, result }, &self.ctl);
     }
 }
 
@@ -554,6 +566,25 @@ mod tests {
         }
         drop(tx);
         finisher.join().unwrap();
+        close(id).unwrap();
+    }
+
+    /// Once a job's completion is queued its tag is free, even before the finisher removes the
+    /// entry (a consumer may take the completion and submit the tag again at once), and the old
+    /// finisher's removal leaves the new job's entry alone.
+    #[test]
+    fn a_queued_tag_is_free_before_its_finisher_removes_it() {
+        let id = create().unwrap();
+        let q = get(id).unwrap();
+        let old = q.begin(9).unwrap();
+        assert_eq!(q.begin(9).err(), Some(CallError::InvalidArgument), "in flight, nothing queued");
+        assert!(q.append(std::iter::once(ok(9, 1)), Some(&old)).is_ok());
+        let new = q.begin(9).expect("free once its completion is queued");
+        q.end(9, &old);
+        assert_eq!(q.in_flight(), 1, "the old finisher removed the new job's entry");
+        assert_eq!(q.begin(9).err(), Some(CallError::InvalidArgument), "the new job holds the tag");
+        q.end(9, &new);
+        assert_eq!(q.in_flight(), 0);
         close(id).unwrap();
     }
 
