@@ -61,7 +61,7 @@ func goThreads() int {
 }
 
 func TestEchoIsZeroCopyAndChecksumIsFNV1a(t *testing.T) {
-	base := mustStats(t)
+	base := baseStats(t)
 	ctx := context.Background()
 	src := mustCopy(t, []byte("hello from Go, hashed in Rust"))
 	out, err := Echo(ctx, src)
@@ -228,7 +228,7 @@ func resetPool(tb testing.TB, n int) {
 }
 
 func TestCancelUnderLoadLeaksNothing(t *testing.T) {
-	base := mustStats(t)
+	base := baseStats(t)
 	src := mustCopy(t, bytes.Repeat([]byte("x"), 4096))
 	n := 20000
 	if testing.Short() || raceEnabled {
@@ -440,7 +440,7 @@ func TestNewFutureForDownstreamWork(t *testing.T) {
 		t.Fatalf("failure: %v", err)
 	}
 	// A completion for a tag nobody waits for is released, not leaked.
-	base := mustStats(t)
+	base := baseStats(t)
 	late := mustCopy(t, []byte("late"))
 	lateID, _ := late.Detach()
 	if st := abitest.PostCompletion(queue, 1<<60, uint32(StatusOK), lateID, 0); st != 0 {

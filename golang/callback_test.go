@@ -167,7 +167,7 @@ func TestCallbackReturningAClosedBufferFails(t *testing.T) {
 }
 
 func TestCallbackReentersFerry(t *testing.T) {
-	base := mustStats(t)
+	base := baseStats(t)
 	inner := mustCallback(t, func(in Payload) (Payload, error) {
 		return Payload{Value: in.Value + 1}, nil
 	})

@@ -160,7 +160,7 @@ func TestGoexitOnAWorkerIsACallbackError(t *testing.T) {
 	withPool(t, PoolConfig{Workers: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	base, cbase := mustStats(t), mustCallbackStats(t)
+	base, cbase := baseStats(t), mustCallbackStats(t)
 	in := mustCopy(t, []byte("lent to a callback that never returns"))
 	var deferred atomic.Int64
 	c := mustCallback(t, func(p Payload) (Payload, error) {
@@ -202,7 +202,7 @@ func TestGoexitOnAWorkerIsACallbackError(t *testing.T) {
 // hazard and lease were in frames Go never returned to). Nested invokes and more Goexits on one
 // thread than it has hazard slots are covered.
 func TestGoexitInInvokeEndsTheGoroutineAndPinsNothing(t *testing.T) {
-	base, cbase := mustStats(t), mustCallbackStats(t)
+	base, cbase := baseStats(t), mustCallbackStats(t)
 	in := mustCopy(t, []byte("lent"))
 	inner := mustCallback(t, func(p Payload) (Payload, error) {
 		runtime.Goexit()
@@ -335,7 +335,7 @@ func TestConfigurePoolChecksAtOnce(t *testing.T) {
 
 // TestFutureDoneClosesWhenItsContextEnds: Done used to stay open for ever after the context ended.
 func TestFutureDoneClosesWhenItsContextEnds(t *testing.T) {
-	base := mustStats(t)
+	base := baseStats(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	f, queue, tag, err := NewFuture(ctx)
 	if err != nil {

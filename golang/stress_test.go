@@ -40,7 +40,7 @@ func TestStressCloseRacesUse(t *testing.T) {
 	if debugMode {
 		rounds = 15
 	}
-	base := mustStats(t)
+	base := baseStats(t)
 
 	stopChurn := make(chan struct{})
 	var churnWG sync.WaitGroup
