@@ -43,22 +43,10 @@ func mustStats(tb testing.TB) Stats {
 func baseStats(t *testing.T) Stats {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	last := mustStats(t)
-	for stable := 0; stable < 3 && time.Now().Before(deadline); {
-		for mustCallbackStats(t).InFlight > 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		collectMu.Lock()
-		collect()
-		collectMu.Unlock()
-		time.Sleep(2 * time.Millisecond)
-		if st := mustStats(t); st.LiveIDs == last.LiveIDs && st.LiveBytes == last.LiveBytes {
-			stable++
-		} else {
-			last, stable = st, 0
-		}
+	for mustCallbackStats(t).InFlight > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
 	}
-	return last
+	return settle(t, time.Until(deadline))
 }
 
 func TestNewCopyBytesClose(t *testing.T) {
