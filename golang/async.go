@@ -53,10 +53,10 @@ func Submit(ctx context.Context, req Request) (*Future, error) {
 }
 
 // Do runs req and waits for its result: Submit followed by Wait.
-func Do(ctx context.Context, req Request) (Payload, error) {
+func Do(ctx context.Context, req Request) (Result, error) {
 	f, err := Submit(ctx, req)
 	if err != nil {
-		return Payload{}, err
+		return Result{}, err
 	}
 	return f.Wait()
 }
@@ -76,9 +76,10 @@ func Checksum(ctx context.Context, b *Buffer) (uint64, error) {
 }
 
 // CallAsync runs the callback on a Rust worker thread with in and waits for its result, as Do.
-// in.Buffer is lent for the duration of the submit only.
+// in.Buffer is lent for the duration of the submit only; a result Buffer is lent (ResultLend).
 func (c *Callback) CallAsync(ctx context.Context, in Payload) (Payload, error) {
-	return Do(ctx, Request{Op: OpCall, Input: in.Buffer, Arg: c.id, Value: in.Value})
+	out, err := Do(ctx, Request{Op: OpCall, Input: in.Buffer, Arg: c.id, Value: in.Value})
+	return out.Payload, err
 }
 
 // NewFuture prepares a Future for a downstream Rust crate's own async work. Pass queue and tag to

@@ -6,7 +6,6 @@ package ferry
 import "C"
 
 import (
-	"runtime"
 	"sync/atomic"
 )
 
@@ -16,11 +15,21 @@ import (
 // then (Share it to keep the bytes). Returned from a callback, Buffer is handed over: ferry takes
 // its id (the Buffer is detached, as by Detach, or shared if it is in use) and the caller of the
 // callback owns it. A nil Buffer means none.
+//
+// Payload is two words on purpose: Go's compiler keeps a struct of at most four words in registers
+// and copies a bigger one through memory, and every sync callback passes one in and returns one
+// (so an async result's bytes are a field of Result, not of Payload).
 type Payload struct {
 	Buffer *Buffer
 	Value  uint64
-	// Data holds an async result's bytes when ferry copied them into Go memory instead of lending
-	// a Buffer (Request.Result); Buffer is nil then. It is nil everywhere else.
+}
+
+// Result is what an async call gives (Future.Wait, Do): the result's Payload and, when ferry copied
+// the result into Go memory instead of lending it (Request.Result), its bytes in Data, with
+// Payload.Buffer nil. Its fields are Payload's: out.Value and out.Buffer read as for a Payload.
+type Result struct {
+	Payload
+	// Data holds the result's bytes in Go memory, or nil (always nil for ResultLend).
 	Data []byte
 }
 
@@ -97,17 +106,25 @@ func InvokeID(id uint64, in Payload) (Payload, error) {
 	if abiErr != nil {
 		return Payload{}, abiErr
 	}
-	var buf uint64
 	if in.Buffer != nil {
-		if !in.Buffer.acquire() {
-			return Payload{}, errClosed
-		}
-		// Deferred, so that a callback that ends this goroutine (runtime.Goexit) still lets go.
-		defer in.Buffer.unlease()
-		buf = in.Buffer.id
+		return invokeLending(id, in)
 	}
-	r := C.ferry_go_cb_invoke(C.uint64_t(id), C.uint64_t(buf), C.uint64_t(in.Value))
-	runtime.KeepAlive(in.Buffer)
+	return invokeResult(C.ferry_go_cb_invoke(C.uint64_t(id), 0, C.uint64_t(in.Value)))
+}
+
+// invokeLending is InvokeID with a Buffer to lend: apart, so that the plain call has no defer.
+func invokeLending(id uint64, in Payload) (Payload, error) {
+	if !in.Buffer.acquire() {
+		return Payload{}, errClosed
+	}
+	// Deferred, so that a callback that ends this goroutine (runtime.Goexit) still lets go; the
+	// deferred call also keeps in.Buffer reachable until the call is over.
+	defer in.Buffer.unlease()
+	return invokeResult(C.ferry_go_cb_invoke(C.uint64_t(id), C.uint64_t(in.Buffer.id), C.uint64_t(in.Value)))
+}
+
+// invokeResult turns what ferry_go_cb_invoke returned into InvokeID's result.
+func invokeResult(r C.ferry_go_result) (Payload, error) {
 	if r.status != C.FERRY_STATUS_OK {
 		return Payload{}, resultErr(Status(r.status), uint64(r.value))
 	}

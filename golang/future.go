@@ -42,7 +42,7 @@ type Future struct {
 // (BenchmarkAsyncRoundTrip -benchmem), so a stream of small calls runs the GC less often.
 type futureExtra struct {
 	settled bool
-	out     Payload
+	out     Result
 	err     error
 	// stopWatch stops the context watch that Done starts, once the result is in.
 	stopWatch func() bool
@@ -198,7 +198,7 @@ func (f *Future) cancel() {
 // skipped and a running one can see the cancellation, and a result that arrives later is released.
 // A result that arrived before the context ended is returned. Later calls, from any goroutine,
 // return the same outcome.
-func (f *Future) Wait() (Payload, error) {
+func (f *Future) Wait() (Result, error) {
 	if s := f.state.Load(); s != futDone && s != futCancelled {
 		select {
 		case <-f.done(false):
@@ -210,11 +210,11 @@ func (f *Future) Wait() (Payload, error) {
 }
 
 // outcome settles the Future once (adopting the result's buffer) and returns the outcome.
-func (f *Future) outcome() (Payload, error) {
+func (f *Future) outcome() (Result, error) {
 	// A value-only success is the same for every waiter and claims nothing: no lock. (f.c was
 	// written before the state became futDone, and the load of the state orders this read after.)
 	if f.state.Load() == futDone && f.c.status == StatusOK && f.c.buffer == 0 && !f.c.inlined {
-		return Payload{Value: f.c.value}, nil
+		return Result{Payload: Payload{Value: f.c.value}}, nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -224,19 +224,19 @@ func (f *Future) outcome() (Payload, error) {
 		if f.state.Load() == futCancelled {
 			x.err = &cancelError{f.ctx.Err()}
 		} else {
-			x.out, x.err = f.c.payload(f.mode)
+			x.out, x.err = f.c.result(f.mode)
 		}
 	}
 	return x.out, x.err
 }
 
-// payload turns a completion into the caller's result, claiming its buffer id, or copying and
+// result turns a completion into the caller's result, claiming its buffer id, or copying and
 // releasing it for a result that mode wants in Go memory and the delivery batch did not copy.
-func (c completion) payload(mode ResultMode) (Payload, error) {
+func (c completion) result(mode ResultMode) (Result, error) {
 	if c.status != StatusOK {
-		return Payload{}, resultErr(c.status, c.value)
+		return Result{}, resultErr(c.status, c.value)
 	}
-	out := Payload{Value: c.value}
+	out := Result{Payload: Payload{Value: c.value}}
 	if c.inlined {
 		out.Data = c.data
 		return out, nil
@@ -249,7 +249,7 @@ func (c completion) payload(mode ResultMode) (Payload, error) {
 	if c.buffer != 0 {
 		r := C.ferry_go_claim(C.uint64_t(c.buffer))
 		if r.status != C.FERRY_STATUS_OK {
-			return Payload{}, adoptErr(r.status)
+			return Result{}, adoptErr(r.status)
 		}
 		out.Buffer = adoptView(r.view)
 	}

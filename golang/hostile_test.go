@@ -386,7 +386,7 @@ func TestFutureWaitFromManyGoroutines(t *testing.T) {
 			t.Fatal(err)
 		}
 		const waiters = 6
-		outs := make([]Payload, waiters)
+		outs := make([]Result, waiters)
 		var wg sync.WaitGroup
 		for w := range waiters {
 			wg.Add(1)

@@ -18,10 +18,10 @@ const (
 	// and the caller closes it (the zero value, and the behaviour of Submit before ResultMode).
 	ResultLend ResultMode = iota
 	// ResultAuto copies a result of at most InlineThreshold bytes into Go memory inside the batch
-	// that delivers it and releases the Rust side there (Payload.Data: no Buffer, no cleanup, no
-	// crossing of its own), and lends a larger one (Payload.Buffer).
+	// that delivers it and releases the Rust side there (Result.Data: no Buffer, no cleanup, no
+	// crossing of its own), and lends a larger one (Result.Buffer).
 	ResultAuto
-	// ResultInline always hands the result over in Go memory (Payload.Data); one above
+	// ResultInline always hands the result over in Go memory (Result.Data); one above
 	// InlineThreshold is copied when Wait settles the Future, with a crossing of its own.
 	ResultInline
 )

@@ -44,20 +44,19 @@ func runCallback(key, buffer, value uint64, out *C.FerryPayload) (status C.uint3
 		return C.FERRY_STATUS_CALLBACK_FAILED
 	}
 	var in Payload
-	returned := false
-	defer settleCallback(&status, out, &in, &returned)
+	// Every return below replaces it, so settleCallback finds it only after a panic or a Goexit.
+	status = statusUnsettled
+	defer settleCallback(&status, out, &in)
 	in.Value = value
 	if buffer != 0 {
 		r := C.ferry_go_share(C.uint64_t(buffer))
 		if r.status != C.FERRY_STATUS_OK {
-			returned = true
 			out.value = C.uint64_t(failures.put(failureRecord{err: statusErr(r.status)}))
 			return C.FERRY_STATUS_CALLBACK_FAILED
 		}
 		in.Buffer = adoptView(r.view)
 	}
 	res, err := fn(in)
-	returned = true
 	if in.Buffer == nil && res.Buffer == nil && err == nil {
 		out.value = C.uint64_t(res.Value)
 		return C.FERRY_STATUS_OK
@@ -80,18 +79,21 @@ func runCallback(key, buffer, value uint64, out *C.FerryPayload) (status C.uint3
 	return C.FERRY_STATUS_OK
 }
 
+// statusUnsettled is runCallback's status until one of its returns sets it: no FerryStatus.
+const statusUnsettled = ^C.uint32_t(0)
+
 // settleCallback is runCallback's deferred handler. A panic in the callback becomes
 // FERRY_STATUS_CALLBACK_PANIC with a failure token, and never unwinds into Rust.
 //
-// A callback that did not return and did not panic called runtime.Goexit, which no recover stops:
-// its goroutine ends without returning to the C and Rust frames below (see "Callbacks and
-// runtime.Goexit" in the package documentation). ferry_callback_abandon then lets go of what those
-// frames hold. On a ferry worker thread, where Go would kill the process, it completes the job
-// with the failure token and never returns (the thread stays parked); on a thread Go created it
-// returns, and the goroutine ends as Goexit asked.
-func settleCallback(status *C.uint32_t, out *C.FerryPayload, in *Payload, returned *bool) {
+// A callback that neither returned nor panicked (the status is still unsettled) called
+// runtime.Goexit, which no recover stops: its goroutine ends without returning to the C and Rust
+// frames below (see "Callbacks and runtime.Goexit" in the package documentation).
+// ferry_callback_abandon then lets go of what those frames hold. On a ferry worker thread, where Go
+// would kill the process, it completes the job with the failure token and never returns (the thread
+// stays parked); on a thread Go created it returns, and the goroutine ends as Goexit asked.
+func settleCallback(status *C.uint32_t, out *C.FerryPayload, in *Payload) {
 	p := recover()
-	if p == nil && *returned {
+	if p == nil && *status != statusUnsettled {
 		return
 	}
 	if in.Buffer != nil {
