@@ -109,7 +109,11 @@ func InvokeID(id uint64, in Payload) (Payload, error) {
 	if in.Buffer != nil {
 		return invokeLending(id, in)
 	}
-	return invokeResult(C.ferry_go_cb_invoke(C.uint64_t(id), 0, C.uint64_t(in.Value)))
+	r := C.ferry_go_cb_invoke(C.uint64_t(id), 0, C.uint64_t(in.Value))
+	if r.status == C.FERRY_STATUS_OK && r.view.id == 0 {
+		return Payload{Value: uint64(r.value)}, nil
+	}
+	return invokeResult(r)
 }
 
 // invokeLending is InvokeID with a Buffer to lend: apart, so that the plain call has no defer.
