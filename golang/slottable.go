@@ -58,16 +58,6 @@ func (t *slotTable[T]) entry(slot int) *slotEntry[T] {
 
 // add stores v under a new key and returns it, or 0 if the table is full.
 func (t *slotTable[T]) add(v *T) uint64 {
-	key, e := t.claim()
-	if e != nil {
-		t.fill(e, key, v)
-	}
-	return key
-}
-
-// claim reserves a slot and returns its new key and entry (nil if the table is full): the slot is
-// the caller's alone until fill publishes a value in it, so the value may record its key first.
-func (t *slotTable[T]) claim() (uint64, *slotEntry[T]) {
 	t.mu.Lock()
 	var slot uint32
 	if n := len(t.free); n > 0 {
@@ -76,7 +66,7 @@ func (t *slotTable[T]) claim() (uint64, *slotEntry[T]) {
 	} else {
 		if len(t.gens) == slotMax {
 			t.mu.Unlock()
-			return 0, nil
+			return 0
 		}
 		slot = uint32(len(t.gens))
 		t.gens = append(t.gens, 0)
@@ -91,14 +81,11 @@ func (t *slotTable[T]) claim() (uint64, *slotEntry[T]) {
 	key := uint64(t.gens[slot])<<32 | uint64(slot+1)
 	e := t.entry(int(slot))
 	t.mu.Unlock()
-	return key, e
-}
-
-// fill publishes v under key in the entry claim gave for it.
-func (t *slotTable[T]) fill(e *slotEntry[T], key uint64, v *T) {
+	// The slot is ours alone until its key is published.
 	e.val.Store(v)
 	e.key.Store(key)
 	t.live.Add(1)
+	return key
 }
 
 // find returns the entry of key and the value stored under it, or nil for the value.

@@ -39,7 +39,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::frames;
 use super::ops::{Prepared, Request};
@@ -261,9 +261,17 @@ pub fn spawn(
 
 fn enqueue(queue: u64, tag: u64, work: Work) -> Result<(), CallError> {
     let done = Completer::on(queue::get(queue)?, tag)?;
-    let (n, r) = push_jobs(std::iter::once(Job { work, done }));
-    debug_assert!(n == 1 || r.is_err());
-    r
+    // push_jobs for one job, without moving the job through an iterator.
+    let nested = on_worker();
+    let mut st = POOL.state.lock();
+    if let Err(e) = admit(&mut st, nested) {
+        drop(st);
+        done.forget();
+        return Err(e);
+    }
+    st.jobs.push_back(Job { work, done });
+    wake_for(st, 1);
+    Ok(())
 }
 
 /// Submits built-in operations in one go: one queue lookup, one lock of the pool and at most one
@@ -319,6 +327,17 @@ fn push_jobs(jobs: impl IntoIterator<Item = Job>) -> (usize, Result<(), CallErro
     }
     // Wake for what was queued, refused or not (a batch refused part-way still queued its first
     // jobs).
+    wake_for(st, pushed);
+    // The refused job and those after it give their tags up, after the lock is let go.
+    for j in left {
+        j.done.forget();
+    }
+    (pushed, refused)
+}
+
+/// Lets go of the pool's lock after `pushed` jobs were queued, and wakes as many sleeping workers
+/// as there are new jobs no woken worker will take.
+fn wake_for(mut st: MutexGuard<'_, State>, pushed: usize) {
     let sleeping = st.idle.saturating_sub(st.signaled);
     let wake = sleeping.min(st.jobs.len().saturating_sub(st.signaled)).min(pushed);
     st.signaled += wake;
@@ -326,11 +345,6 @@ fn push_jobs(jobs: impl IntoIterator<Item = Job>) -> (usize, Result<(), CallErro
     for _ in 0..wake {
         POOL.cv.notify_one();
     }
-    // The refused job and those after it give their tags up, after the lock is let go.
-    for j in left {
-        j.done.forget();
-    }
-    (pushed, refused)
 }
 
 /// Decides whether one more job may be queued, starting the pool or an extra worker as needed.

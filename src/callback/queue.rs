@@ -12,6 +12,7 @@
 //! pushed onto a closed queue, or still queued when the queue is dropped, has its id released.
 
 use std::cell::Cell;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -259,15 +260,21 @@ impl CompletionQueue {
         if self.state.lock().closed {
             return Err(CallError::Closed);
         }
-        // A tag is free once its job's completion is queued, even if the finisher has not removed
-        // the entry yet (a consumer may take the completion and submit the tag again at once).
-        if m.get(&tag).is_some_and(|j| !j.queued.load(Ordering::Acquire)) {
-            return Err(CallError::InvalidArgument);
-        }
-        let replaced = m.insert(tag, ctl.clone()).is_some();
-        drop(m);
-        if !replaced {
-            IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        match m.entry(tag) {
+            // A tag is free once its job's completion is queued, even if the finisher has not
+            // removed the entry yet (a consumer may take the completion and submit the tag again
+            // at once).
+            Entry::Occupied(mut e) => {
+                if !e.get().queued.load(Ordering::Acquire) {
+                    return Err(CallError::InvalidArgument);
+                }
+                e.insert(ctl.clone());
+            }
+            Entry::Vacant(e) => {
+                e.insert(ctl.clone());
+                drop(m);
+                IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(ctl)
     }
@@ -275,10 +282,12 @@ impl CompletionQueue {
     /// Removes `job`'s entry under `tag`, unless a new job has taken the tag since.
     fn end(&self, tag: u64, job: &Arc<JobCtl>) {
         let mut m = self.inflight.lock();
-        if m.get(&tag).is_some_and(|j| Arc::ptr_eq(j, job)) {
-            m.remove(&tag);
-            drop(m);
-            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        if let Entry::Occupied(e) = m.entry(tag) {
+            if Arc::ptr_eq(e.get(), job) {
+                e.remove();
+                drop(m);
+                IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
