@@ -35,7 +35,7 @@ func TestLookupGoRefusesStaleKeys(t *testing.T) {
 	} else if out, _ := fn(Payload{}); out.Value != 2 {
 		t.Fatalf("the live key finds the wrong function (it returned %d)", out.Value)
 	}
-	for _, k := range []uint64{0, second &^ 0xFFFFFFFF, second>>32<<32 | slotMax + 1, ^uint64(0)} {
+	for _, k := range []uint64{0, second &^ 0xFFFFFFFF, second>>32<<32 | (slotMax + 1), ^uint64(0)} {
 		if lookupGo(k) != nil {
 			t.Fatalf("key %#x names no slot but finds a function", k)
 		}
@@ -50,6 +50,10 @@ func TestLookupGoUnderChurn(t *testing.T) {
 	defer dropCallback(mine)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
 	for range 2 {
 		wg.Add(1)
 		go func() {
@@ -78,6 +82,4 @@ func TestLookupGoUnderChurn(t *testing.T) {
 			t.Fatalf("the live key finds another function (it returned %d)", out.Value)
 		}
 	}
-	close(stop)
-	wg.Wait()
 }
