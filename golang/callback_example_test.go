@@ -58,3 +58,21 @@ func ExampleChecksum() {
 	// 0x85944171f73967e8 <nil>
 	// foobar true
 }
+
+// Do runs one async request and gives its Result: a Payload, plus the bytes in Go memory when the
+// request asks for a copy (ResultInline, or ResultAuto for a small result) instead of a lent Buffer.
+func ExampleDo() {
+	b, err := ferry.Copy([]byte("small reply"))
+	if err != nil {
+		panic(err)
+	}
+	defer b.Close()
+	out, err := ferry.Do(context.Background(), ferry.Request{Op: ferry.OpEcho, Input: b, Value: 7,
+		Result: ferry.ResultInline})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%s %d %v\n", out.Data, out.Value, out.Buffer == nil) // nothing to close
+	// Output:
+	// small reply 7 true
+}
